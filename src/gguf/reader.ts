@@ -1,0 +1,412 @@
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { GgufError } from "./errors.js";
+import { GgufMetadata } from "./metadata.js";
+import {
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
+  GgufTensorInfo,
+  GgufValue,
+  GgufValueType,
+  ggmlBlockSize,
+  ggmlRowBytes,
+  ggmlTypeName,
+  isKnownGgmlType,
+} from "./types.js";
+
+const MAX_DIMS = 4;
+/** fs.readSync refuses lengths of 2 GiB and more; tensor reads go in slices below that. */
+const MAX_READ_SLICE = 1 << 30;
+const HEADER_CHUNK = 1 << 20;
+
+/** Reads a GGUF header from a file descriptor in chunks, so the header can be of any size. */
+class HeaderCursor {
+  private buffer = new Uint8Array(0);
+  private view = new DataView(this.buffer.buffer);
+  private bufferStart = 0;
+  position = 0;
+  private readonly decoder = new TextDecoder("utf-8");
+
+  constructor(
+    private readonly fd: number,
+    readonly fileSize: number,
+    private readonly path: string,
+  ) {}
+
+  /** Bytes of the file after the cursor. */
+  get remaining(): number {
+    return this.fileSize - this.position;
+  }
+
+  private ensure(bytes: number, field: string): number {
+    if (this.position + bytes > this.fileSize) {
+      throw new GgufError(
+        this.path,
+        field,
+        `file ends after ${this.fileSize} bytes, but ${bytes} more bytes were expected (truncated header)`,
+        this.position,
+      );
+    }
+    const local = this.position - this.bufferStart;
+    if (local + bytes <= this.buffer.length) return local;
+    const size = Math.min(Math.max(bytes, HEADER_CHUNK), this.fileSize - this.position);
+    const chunk = new Uint8Array(size);
+    let got = 0;
+    while (got < size) {
+      const n = readSync(this.fd, chunk, got, size - got, this.position + got);
+      if (n === 0) break;
+      got += n;
+    }
+    if (got < bytes) {
+      throw new GgufError(this.path, field, `could not read ${bytes} bytes (read ${got})`, this.position);
+    }
+    this.buffer = chunk;
+    this.view = new DataView(chunk.buffer);
+    this.bufferStart = this.position;
+    return 0;
+  }
+
+  u8(field: string): number {
+    const at = this.ensure(1, field);
+    this.position += 1;
+    return this.view.getUint8(at);
+  }
+  i8(field: string): number {
+    const at = this.ensure(1, field);
+    this.position += 1;
+    return this.view.getInt8(at);
+  }
+  u16(field: string): number {
+    const at = this.ensure(2, field);
+    this.position += 2;
+    return this.view.getUint16(at, true);
+  }
+  i16(field: string): number {
+    const at = this.ensure(2, field);
+    this.position += 2;
+    return this.view.getInt16(at, true);
+  }
+  u32(field: string): number {
+    const at = this.ensure(4, field);
+    this.position += 4;
+    return this.view.getUint32(at, true);
+  }
+  i32(field: string): number {
+    const at = this.ensure(4, field);
+    this.position += 4;
+    return this.view.getInt32(at, true);
+  }
+  f32(field: string): number {
+    const at = this.ensure(4, field);
+    this.position += 4;
+    return this.view.getFloat32(at, true);
+  }
+  f64(field: string): number {
+    const at = this.ensure(8, field);
+    this.position += 8;
+    return this.view.getFloat64(at, true);
+  }
+  u64(field: string): bigint {
+    const at = this.ensure(8, field);
+    this.position += 8;
+    return this.view.getBigUint64(at, true);
+  }
+  i64(field: string): bigint {
+    const at = this.ensure(8, field);
+    this.position += 8;
+    return this.view.getBigInt64(at, true);
+  }
+
+  /** A u64 used as a count, size or offset: it must fit a JS number and not exceed `limit`. */
+  count(field: string, limit: number, what: string): number {
+    const start = this.position;
+    const value = this.u64(field);
+    if (value > BigInt(limit)) {
+      throw new GgufError(this.path, field, `${what} ${value} is impossible in a file of ${this.fileSize} bytes`, start);
+    }
+    return Number(value);
+  }
+
+  string(field: string): string {
+    const start = this.position;
+    const length = this.count(field, this.remaining - 8, "string length");
+    const at = this.ensure(length, field);
+    this.position += length;
+    try {
+      return this.decoder.decode(this.buffer.subarray(at, at + length));
+    } catch {
+      throw new GgufError(this.path, field, "string is not valid UTF-8", start);
+    }
+  }
+}
+
+function minimumValueBytes(type: GgufValueType): number {
+  switch (type) {
+    case GgufValueType.UINT8:
+    case GgufValueType.INT8:
+    case GgufValueType.BOOL:
+      return 1;
+    case GgufValueType.UINT16:
+    case GgufValueType.INT16:
+      return 2;
+    case GgufValueType.UINT32:
+    case GgufValueType.INT32:
+    case GgufValueType.FLOAT32:
+      return 4;
+    case GgufValueType.UINT64:
+    case GgufValueType.INT64:
+    case GgufValueType.FLOAT64:
+    case GgufValueType.STRING:
+      return 8;
+    case GgufValueType.ARRAY:
+      return 12;
+  }
+}
+
+function isValueType(type: number): type is GgufValueType {
+  return Number.isInteger(type) && type >= 0 && type <= 12;
+}
+
+function readScalar(cursor: HeaderCursor, type: GgufValueType, field: string, path: string): GgufValue {
+  switch (type) {
+    case GgufValueType.UINT8:
+      return { type, value: cursor.u8(field) };
+    case GgufValueType.INT8:
+      return { type, value: cursor.i8(field) };
+    case GgufValueType.UINT16:
+      return { type, value: cursor.u16(field) };
+    case GgufValueType.INT16:
+      return { type, value: cursor.i16(field) };
+    case GgufValueType.UINT32:
+      return { type, value: cursor.u32(field) };
+    case GgufValueType.INT32:
+      return { type, value: cursor.i32(field) };
+    case GgufValueType.FLOAT32:
+      return { type, value: cursor.f32(field) };
+    case GgufValueType.FLOAT64:
+      return { type, value: cursor.f64(field) };
+    case GgufValueType.UINT64:
+      return { type, value: cursor.u64(field) };
+    case GgufValueType.INT64:
+      return { type, value: cursor.i64(field) };
+    case GgufValueType.STRING:
+      return { type, value: cursor.string(field) };
+    case GgufValueType.BOOL: {
+      const start = cursor.position;
+      const byte = cursor.u8(field);
+      if (byte > 1) throw new GgufError(path, field, `bool must be 0 or 1, got ${byte}`, start);
+      return { type, value: byte === 1 };
+    }
+    case GgufValueType.ARRAY:
+      throw new Error("unreachable: arrays are read by readValue");
+  }
+}
+
+function readValue(cursor: HeaderCursor, type: number, field: string, path: string, depth: number): GgufValue {
+  if (!isValueType(type)) {
+    throw new GgufError(path, field, `unknown value type ${type} (expected 0..12)`, cursor.position - 4);
+  }
+  if (type !== GgufValueType.ARRAY) return readScalar(cursor, type, field, path);
+  if (depth > 8) throw new GgufError(path, field, "arrays nested more than 8 deep", cursor.position);
+  const typeAt = cursor.position;
+  const itemType = cursor.u32(field);
+  if (!isValueType(itemType)) {
+    throw new GgufError(path, field, `unknown array element type ${itemType} (expected 0..12)`, typeAt);
+  }
+  const length = cursor.count(field, Math.floor(cursor.remaining / minimumValueBytes(itemType)), "array length");
+  if (itemType === GgufValueType.ARRAY) {
+    const items: GgufValue[] = [];
+    for (let i = 0; i < length; i++) items.push(readValue(cursor, itemType, `${field}[${i}]`, path, depth + 1));
+    return { type, itemType, value: items };
+  }
+  const items: (number | bigint | boolean | string)[] = new Array(length);
+  for (let i = 0; i < length; i++) items[i] = readScalar(cursor, itemType, field, path).value as number;
+  return { type, itemType, value: items as number[] };
+}
+
+function alignUp(value: number, alignment: number): number {
+  return Math.ceil(value / alignment) * alignment;
+}
+
+export interface OpenGgufOptions {
+  /** Check that every tensor lies within the file (default true). */
+  checkData?: boolean;
+}
+
+/**
+ * A GGUF file opened for reading: the header is parsed eagerly, tensor data stays on disk and is
+ * read by offset on request, so files larger than memory (and larger than 2 GiB) work.
+ */
+export class GgufFile {
+  readonly tensorsByName: ReadonlyMap<string, GgufTensorInfo>;
+
+  private constructor(
+    readonly path: string,
+    private fd: number,
+    readonly fileSize: number,
+    readonly version: number,
+    readonly metadata: GgufMetadata,
+    readonly tensors: readonly GgufTensorInfo[],
+    readonly alignment: number,
+    readonly dataOffset: number,
+  ) {
+    this.tensorsByName = new Map(tensors.map((t) => [t.name, t]));
+  }
+
+  static open(path: string, options: OpenGgufOptions = {}): GgufFile {
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch (error) {
+      throw new GgufError(path, "file", `cannot open: ${(error as Error).message}`);
+    }
+    try {
+      return GgufFile.parse(path, fd, options);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+  }
+
+  private static parse(path: string, fd: number, options: OpenGgufOptions): GgufFile {
+    const fileSize = fstatSync(fd).size;
+    const cursor = new HeaderCursor(fd, fileSize, path);
+    const magic = cursor.u32("magic");
+    if (magic !== GGUF_MAGIC) {
+      const bytes = [magic & 0xff, (magic >> 8) & 0xff, (magic >> 16) & 0xff, magic >>> 24];
+      const shown = bytes.map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`));
+      throw new GgufError(path, "magic", `expected "GGUF", got "${shown.join("")}": not a GGUF file`, 0);
+    }
+    const version = cursor.u32("version");
+    if (version !== 2 && version !== 3) {
+      throw new GgufError(path, "version", `unsupported GGUF version ${version} (supported: 2, 3)`, 4);
+    }
+    const tensorCount = cursor.count("tensor_count", Math.floor(cursor.remaining / 24), "tensor count");
+    const kvCount = cursor.count("metadata_kv_count", Math.floor(cursor.remaining / 12), "metadata count");
+
+    const entries = new Map<string, GgufValue>();
+    for (let i = 0; i < kvCount; i++) {
+      const keyAt = cursor.position;
+      const key = cursor.string(`metadata[${i}].key`);
+      if (entries.has(key)) throw new GgufError(path, key, "duplicate metadata key", keyAt);
+      const typeAt = cursor.position;
+      const type = cursor.u32(key);
+      if (!isValueType(type)) throw new GgufError(path, key, `unknown value type ${type} (expected 0..12)`, typeAt);
+      entries.set(key, readValue(cursor, type, key, path, 0));
+    }
+    const metadata = new GgufMetadata(path, entries);
+
+    const alignment = metadata.has("general.alignment")
+      ? metadata.getInteger("general.alignment")
+      : GGUF_DEFAULT_ALIGNMENT;
+    if (alignment <= 0 || (alignment & (alignment - 1)) !== 0) {
+      throw new GgufError(path, "general.alignment", `must be a power of two, got ${alignment}`);
+    }
+
+    const infos: Omit<GgufTensorInfo, "offset">[] = [];
+    const seen = new Set<string>();
+    for (let i = 0; i < tensorCount; i++) {
+      const nameAt = cursor.position;
+      const name = cursor.string(`tensor[${i}].name`);
+      if (seen.has(name)) throw new GgufError(path, `tensor ${name}`, "duplicate tensor name", nameAt);
+      seen.add(name);
+      const dimsAt = cursor.position;
+      const nDims = cursor.u32(`tensor ${name}.n_dims`);
+      if (nDims < 1 || nDims > MAX_DIMS) {
+        throw new GgufError(path, `tensor ${name}.n_dims`, `expected 1..${MAX_DIMS} dimensions, got ${nDims}`, dimsAt);
+      }
+      const dims: number[] = [];
+      let elementCount = 1;
+      for (let d = 0; d < nDims; d++) {
+        const dim = cursor.count(`tensor ${name}.dims[${d}]`, Number.MAX_SAFE_INTEGER, "dimension");
+        dims.push(dim);
+        elementCount *= dim;
+        if (elementCount > fileSize * 8) {
+          throw new GgufError(path, `tensor ${name}.dims`, `${dims.join("×")} elements cannot fit in a file of ${fileSize} bytes`, dimsAt);
+        }
+      }
+      const typeAt = cursor.position;
+      const type = cursor.u32(`tensor ${name}.type`);
+      if (!isKnownGgmlType(type)) {
+        throw new GgufError(path, `tensor ${name}.type`, `unknown tensor type ${type}`, typeAt);
+      }
+      const blockSize = ggmlBlockSize(type);
+      if (dims[0]! % blockSize !== 0) {
+        throw new GgufError(path, `tensor ${name}.dims[0]`, `${dims[0]} is not a multiple of the ${ggmlTypeName(type)} block size ${blockSize}`, dimsAt);
+      }
+      const offsetAt = cursor.position;
+      const relativeOffset = cursor.count(`tensor ${name}.offset`, Number.MAX_SAFE_INTEGER, "offset");
+      if (relativeOffset % alignment !== 0) {
+        throw new GgufError(path, `tensor ${name}.offset`, `${relativeOffset} is not a multiple of the alignment ${alignment}`, offsetAt);
+      }
+      const rows = dims.slice(1).reduce((a, b) => a * b, 1);
+      const byteLength = ggmlRowBytes(type, dims[0]!) * rows;
+      infos.push({ name, dims, type, relativeOffset, byteLength, elementCount });
+    }
+    const dataOffset = alignUp(cursor.position, alignment);
+    const tensors: GgufTensorInfo[] = infos.map((t) => ({ ...t, offset: dataOffset + t.relativeOffset }));
+
+    const byOffset = [...tensors].sort((a, b) => a.offset - b.offset);
+    for (let i = 0; i < byOffset.length; i++) {
+      const t = byOffset[i]!;
+      if (options.checkData !== false && t.offset + t.byteLength > fileSize) {
+        throw new GgufError(
+          path,
+          `tensor ${t.name}`,
+          `data [${t.offset}, ${t.offset + t.byteLength}) lies beyond the end of the file (${fileSize} bytes): truncated file or bad offset`,
+        );
+      }
+      const next = byOffset[i + 1];
+      if (next && t.offset + t.byteLength > next.offset) {
+        throw new GgufError(
+          path,
+          `tensor ${t.name}`,
+          `data [${t.offset}, ${t.offset + t.byteLength}) overlaps tensor ${next.name} starting at ${next.offset}`,
+        );
+      }
+    }
+    return new GgufFile(path, fd, fileSize, version, metadata, tensors, alignment, dataOffset);
+  }
+
+  /** The named tensor, or a clear error naming the file and the missing tensor. */
+  tensor(name: string): GgufTensorInfo {
+    const t = this.tensorsByName.get(name);
+    if (!t) throw new GgufError(this.path, `tensor ${name}`, "missing from the file");
+    return t;
+  }
+
+  /** Reads `target.length` bytes of the file starting at absolute `position`. */
+  readAt(position: number, target: Uint8Array): void {
+    if (this.fd < 0) throw new GgufError(this.path, "file", "read after close");
+    let done = 0;
+    while (done < target.length) {
+      const length = Math.min(target.length - done, MAX_READ_SLICE);
+      const n = readSync(this.fd, target, done, length, position + done);
+      if (n === 0) {
+        throw new GgufError(this.path, "data", `file ends before byte ${position + target.length}`, position + done);
+      }
+      done += n;
+    }
+  }
+
+  /** Reads bytes [start, start + target.length) of a tensor's data into target. */
+  readTensor(tensor: GgufTensorInfo, target: Uint8Array, start = 0): void {
+    if (start < 0 || start + target.length > tensor.byteLength) {
+      throw new GgufError(this.path, `tensor ${tensor.name}`, `read of [${start}, ${start + target.length}) outside its ${tensor.byteLength} bytes`);
+    }
+    this.readAt(tensor.offset + start, target);
+  }
+
+  /** The file descriptor, for readers that issue their own reads (e.g. from worker threads). */
+  get descriptor(): number {
+    return this.fd;
+  }
+
+  close(): void {
+    if (this.fd >= 0) {
+      closeSync(this.fd);
+      this.fd = -1;
+    }
+  }
+}
+
+
