@@ -1,0 +1,25 @@
+import { ExpertRef } from "../kernels/api.js";
+
+/** Per-token expert traffic, for statistics. */
+export interface ExpertCounters {
+  /** Expert uses served from memory. */
+  hits: number;
+  /** Expert uses that had to be read from the file. */
+  misses: number;
+  bytesRead: number;
+  /** Milliseconds the forward pass waited for reads. */
+  stallMs: number;
+}
+
+/**
+ * Where the forward pass gets expert weights. `prefetch` is called right after a layer's router,
+ * before its attention, so reads can overlap attention; `acquire` returns the resident weights,
+ * waiting only for what has not arrived. An acquired expert stays valid until `release`.
+ */
+export interface ExpertSource {
+  prefetch(layer: number, experts: readonly number[]): void;
+  acquire(layer: number, expert: number): ExpertRef;
+  release(layer: number, expert: number): void;
+  readonly counters: ExpertCounters;
+  dispose(): void;
+}

@@ -1,0 +1,153 @@
+import { GgmlType, ggmlTypeName } from "../gguf/types.js";
+import { Arena, Ptr } from "./arena.js";
+
+/**
+ * The numeric kernels of the forward pass. Two implementations exist: the plain-TS reference
+ * (`reference.ts`, the definition of every operation, used by tests as ground truth) and the
+ * WebAssembly SIMD one on a worker pool. All operands live in arenas and are named by pointer.
+ *
+ * Semantics follow llama.cpp's CPU backend, so results agree with it:
+ * - Q4_0 and Q8_0 weights multiply Q8_0-quantized activations (integer dot per 32-block, then
+ *   scaled by the product of the two block scales and accumulated in f32).
+ * - F16 and BF16 weights multiply activations rounded to F16/BF16; products summed in float.
+ * - F32 weights multiply f32 activations.
+ */
+
+/** How a matrix's activations must be prepared before a product. */
+export type ActivationFormat = "f32" | "f16" | "bf16" | "q8";
+
+export function activationFormatFor(type: GgmlType): ActivationFormat {
+  switch (type) {
+    case GgmlType.F32: return "f32";
+    case GgmlType.F16: return "f16";
+    case GgmlType.BF16: return "bf16";
+    case GgmlType.Q8_0:
+    case GgmlType.Q4_0: return "q8";
+    default: throw new Error(`no kernels for tensor type ${ggmlTypeName(type)}`);
+  }
+}
+
+/**
+ * What a weight is used for, which decides how the kernels may lay it out in memory:
+ * "matrix": y = W·x with W of `rows` outputs × `cols` inputs, stored as in GGUF (row-major).
+ * "expert-down": an expert's down projection, consumed sparsely (one column per active neuron).
+ */
+export type WeightKind = "matrix" | "expert-down";
+
+/** Orientation of an expert's down projection in the file. */
+export type DownLayout =
+  /** llama.cpp's: `hidden` rows of `ffn` values (ggml dims {ffn, hidden}). */
+  | "upstream"
+  /** PowerInfer's: `ffn` rows of `hidden` values, one per neuron (ggml dims {hidden, ffn}). */
+  | "transposed";
+
+export interface MatrixRef {
+  arena: Arena;
+  ptr: Ptr;
+  type: GgmlType;
+  rows: number;
+  cols: number;
+}
+
+export interface ExpertDownRef {
+  arena: Arena;
+  ptr: Ptr;
+  type: GgmlType;
+  hidden: number;
+  ffn: number;
+  layout: DownLayout;
+}
+
+/** One expert's three matrices, packed by `Kernels.pack`, all in one arena. */
+export interface ExpertRef {
+  gate: MatrixRef;
+  up: MatrixRef;
+  down: ExpertDownRef;
+}
+
+export type KvType = "f32" | "f16";
+
+/** One layer's KV cache: a ring of `capacity` positions, position p stored at slot p % capacity. */
+export interface KvLayerRef {
+  arena: Arena;
+  /** [capacity][kvHeads][headDim] keys (after RoPE) of type `type`. */
+  k: Ptr;
+  v: Ptr;
+  type: KvType;
+  capacity: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+export interface AttentionParams {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Keys with position > query position - window are visible; Infinity for global attention. */
+  window: number;
+  scale: number;
+}
+
+export interface Kernels {
+  readonly name: string;
+  readonly threads: number;
+  /** Bytes at the bottom of every arena reserved for the kernel module. */
+  readonly reservedArenaBytes: number;
+
+  /** An arena whose memory the kernels can use (workers attach to it). */
+  createArena(initialBytes?: number): Arena;
+
+  // ---- weights ----
+  /** Bytes a packed weight occupies. */
+  packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols: number, layout?: DownLayout): number;
+  /**
+   * Packs raw GGUF bytes at `src` into the kernel's layout at `dst` (both in `arena`, not overlapping).
+   * For "expert-down", rows/cols are the file's (see DownLayout).
+   */
+  pack(arena: Arena, kind: WeightKind, type: GgmlType, rows: number, cols: number, src: Ptr, dst: Ptr, layout?: DownLayout): void;
+
+  // ---- activations ----
+  /** Bytes of one prepared activation row of `cols` values. */
+  activationBytes(format: ActivationFormat, cols: number): number;
+  /** Prepares `rows` f32 rows of `cols` values at `src` for products with weights needing `format`. */
+  prepareActivations(arena: Arena, format: ActivationFormat, src: Ptr, rows: number, cols: number, dst: Ptr): void;
+
+  // ---- products ----
+  /** y[t][r] = W[r]·x[t] for t < n; x prepared for W's type; y is f32 [n][W.rows]. */
+  matmul(w: MatrixRef, x: Ptr, n: number, y: Ptr): void;
+
+  /**
+   * The fused ReGLU expert for `n` tokens: for token j, with x = prepared row xRows[j] (i32 list at
+   * `xRowsPtr`), g = gate·x, h_i = relu(g_i)·(up_i·x) (up computed only where g_i > 0 when `sparse`),
+   * y[j] = down·h (f32 [n][hidden]). Results are bit-identical with `sparse` on or off.
+   * Returns how many (token, neuron) pairs had g > 0.
+   */
+  expertForward(expert: ExpertRef, x: Ptr, xRowsPtr: Ptr, n: number, y: Ptr, scratch: Ptr, sparse: boolean): number;
+  /** Scratch bytes expertForward needs for `n` tokens. */
+  expertScratchBytes(hidden: number, ffn: number, n: number, gateType: GgmlType, downType: GgmlType): number;
+
+  // ---- elementwise and attention ----
+  /** dst[t] = rmsnorm(src[t]) * weight, as llama.cpp (sum of squares in f64). */
+  rmsNorm(arena: Arena, src: Ptr, weight: Ptr, rows: number, cols: number, eps: number, dst: Ptr): void;
+  /** NEOX RoPE in place on [n][heads][headDim]; cos/sin tables are f32 [n][headDim/2]. */
+  rope(arena: Arena, x: Ptr, n: number, heads: number, headDim: number, cos: Ptr, sin: Ptr): void;
+  /** Writes k, v (f32 [n][kvHeads][headDim]) of positions positions[t] (i32) into the cache. */
+  storeKv(cache: KvLayerRef, k: Ptr, v: Ptr, n: number, positions: Ptr): void;
+  /**
+   * out[t][h] = softmax(scale · q[t][h]·K_j) · V_j over cached positions j with
+   * positions[t] - window < j ≤ positions[t] (q, out f32 [n][heads][headDim]).
+   */
+  attention(cache: KvLayerRef, q: Ptr, n: number, positions: Ptr, params: AttentionParams, out: Ptr): void;
+  /** dst[i] = a[i] + b[i] for i < count (f32). */
+  add(arena: Arena, a: Ptr, b: Ptr, count: number, dst: Ptr): void;
+  /**
+   * The MoE output as llama.cpp sums it: out[t] = residual[t] + ((w[t][0]·y[t][0] + w[t][1]·y[t][1]) + …)
+   * with y f32 [n][k][hidden] and w f32 [n][k].
+   */
+  moeCombine(arena: Arena, y: Ptr, weights: Ptr, n: number, k: number, hidden: number, residual: Ptr, out: Ptr): void;
+  /** dst f32 [n][cols] = dequantized raw GGUF rows at src (n consecutive rows of `type`). */
+  dequantizeRows(arena: Arena, type: GgmlType, src: Ptr, n: number, cols: number, dst: Ptr): void;
+
+  /** Ends worker threads; the kernels are unusable afterwards. */
+  dispose(): Promise<void>;
+}

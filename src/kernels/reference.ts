@@ -1,0 +1,331 @@
+import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../gguf/types.js";
+import { bf16ToFp32, fp16ToFp32, fp32ToBf16, fp32ToFp16 } from "../quant/half.js";
+import { dequantize, quantizeQ8_0Activations, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK } from "../quant/blocks.js";
+import {
+  ActivationFormat,
+  AttentionParams,
+  DownLayout,
+  ExpertRef,
+  Kernels,
+  KvLayerRef,
+  MatrixRef,
+  WeightKind,
+  activationFormatFor,
+} from "./api.js";
+import { Arena, Ptr } from "./arena.js";
+
+const fround = Math.fround;
+
+/**
+ * The plain-TS definition of every kernel: single-threaded, straightforward loops over the
+ * arena, weights kept in their GGUF layout. The WASM kernels are tested against it.
+ */
+export class ReferenceKernels implements Kernels {
+  readonly name = "reference";
+  readonly threads = 1;
+  readonly reservedArenaBytes = 1 << 16;
+  private arenaCount = 0;
+
+  createArena(initialBytes = this.reservedArenaBytes): Arena {
+    return new Arena(this.arenaCount++, this.reservedArenaBytes, initialBytes);
+  }
+
+  packedBytes(_kind: WeightKind, type: GgmlType, rows: number, cols: number): number {
+    return ggmlRowBytes(type, cols) * rows;
+  }
+
+  pack(arena: Arena, kind: WeightKind, type: GgmlType, rows: number, cols: number, src: Ptr, dst: Ptr): void {
+    const bytes = this.packedBytes(kind, type, rows, cols);
+    arena.bytes.copyWithin(dst, src, src + bytes);
+  }
+
+  activationBytes(format: ActivationFormat, cols: number): number {
+    switch (format) {
+      case "f32": return 4 * cols;
+      case "f16":
+      case "bf16": return 2 * cols;
+      case "q8": return (cols / QK) * Q8_0_BLOCK_BYTES;
+    }
+  }
+
+  prepareActivations(arena: Arena, format: ActivationFormat, src: Ptr, rows: number, cols: number, dst: Ptr): void {
+    const rowBytes = this.activationBytes(format, cols);
+    for (let r = 0; r < rows; r++) {
+      const x = arena.f32(src + 4 * r * cols, cols);
+      const out = dst + r * rowBytes;
+      const view = new DataView(arena.bytes.buffer);
+      switch (format) {
+        case "f32":
+          arena.f32(out, cols).set(x);
+          break;
+        case "f16":
+          for (let i = 0; i < cols; i++) view.setUint16(out + 2 * i, fp32ToFp16(x[i]!), true);
+          break;
+        case "bf16":
+          for (let i = 0; i < cols; i++) view.setUint16(out + 2 * i, fp32ToBf16(x[i]!), true);
+          break;
+        case "q8":
+          quantizeQ8_0Activations(x, arena.bytes, out);
+          break;
+      }
+    }
+  }
+
+  private views: { buffer: ArrayBufferLike; i8: Int8Array; u16: Uint16Array; f32: Float32Array } | undefined;
+
+  private viewsOf(arena: Arena): { i8: Int8Array; u16: Uint16Array; f32: Float32Array } {
+    // Views over one arena at a time; rebuilt when another arena or a grown buffer comes by.
+    const buffer = arena.memory.buffer;
+    let views = this.views;
+    if (views?.buffer !== buffer || views.f32.length * 4 !== buffer.byteLength) {
+      views = { buffer, i8: new Int8Array(buffer), u16: new Uint16Array(buffer), f32: new Float32Array(buffer) };
+      this.views = views;
+    }
+    return views;
+  }
+
+  /** One weight row · one prepared activation row (all pointers suitably aligned). */
+  private dot(arena: Arena, type: GgmlType, w: Ptr, x: Ptr, cols: number): number {
+    const { i8, u16, f32 } = this.viewsOf(arena);
+    switch (type) {
+      case GgmlType.F32: {
+        let sum = 0;
+        for (let i = 0, wi = w >> 2, xi = x >> 2; i < cols; i++) sum += f32[wi + i]! * f32[xi + i]!;
+        return fround(sum);
+      }
+      case GgmlType.F16: {
+        let sum = 0;
+        for (let i = 0, wi = w >> 1, xi = x >> 1; i < cols; i++) sum += fp16ToFp32(u16[wi + i]!) * fp16ToFp32(u16[xi + i]!);
+        return fround(sum);
+      }
+      case GgmlType.BF16: {
+        let sum = 0;
+        for (let i = 0, wi = w >> 1, xi = x >> 1; i < cols; i++) sum += bf16ToFp32(u16[wi + i]!) * bf16ToFp32(u16[xi + i]!);
+        return fround(sum);
+      }
+      case GgmlType.Q8_0:
+      case GgmlType.Q4_0: {
+        const bytes = arena.bytes;
+        let acc = 0;
+        const q4 = type === GgmlType.Q4_0;
+        const wBlock = q4 ? Q4_0_BLOCK_BYTES : Q8_0_BLOCK_BYTES;
+        for (let b = 0; b < cols / QK; b++) {
+          const wb = w + b * wBlock;
+          const xb = x + b * Q8_0_BLOCK_BYTES;
+          let isum = 0;
+          if (q4) {
+            for (let j = 0; j < QK / 2; j++) {
+              const byte = bytes[wb + 2 + j]!;
+              isum += ((byte & 0x0f) - 8) * i8[xb + 2 + j]! + ((byte >> 4) - 8) * i8[xb + 2 + j + QK / 2]!;
+            }
+          } else {
+            for (let j = 0; j < QK; j++) isum += i8[wb + 2 + j]! * i8[xb + 2 + j]!;
+          }
+          const scale = fround(fp16ToFp32(u16[wb >> 1]!) * fp16ToFp32(u16[xb >> 1]!));
+          acc = fround(acc + fround(scale * isum));
+        }
+        return acc;
+      }
+      default:
+        throw new Error(`no reference product for ${ggmlTypeName(type)}`);
+    }
+  }
+
+  matmul(w: MatrixRef, x: Ptr, n: number, y: Ptr): void {
+    const arena = w.arena;
+    const rowBytes = ggmlRowBytes(w.type, w.cols);
+    const xBytes = this.activationBytes(activationFormatFor(w.type), w.cols);
+    for (let t = 0; t < n; t++) {
+      const out = arena.f32(y + 4 * t * w.rows, w.rows);
+      for (let r = 0; r < w.rows; r++) out[r] = this.dot(arena, w.type, w.ptr + r * rowBytes, x + t * xBytes, w.cols);
+    }
+  }
+
+  expertScratchBytes(hidden: number, ffn: number, _n: number, _gateType: GgmlType, downType: GgmlType): number {
+    // g (f32), h (f32), prepared h (for the down product)
+    return 8 * ffn + this.activationBytes(activationFormatFor(downType), ffn) + 4 * hidden + 256;
+  }
+
+  expertForward(expert: ExpertRef, x: Ptr, xRowsPtr: Ptr, n: number, y: Ptr, scratch: Ptr, sparse: boolean): number {
+    const { gate, up, down } = expert;
+    const arena = gate.arena;
+    const ffn = gate.rows;
+    const hidden = down.hidden;
+    const xBytes = this.activationBytes(activationFormatFor(gate.type), gate.cols);
+    const gateRowBytes = ggmlRowBytes(gate.type, gate.cols);
+    const upRowBytes = ggmlRowBytes(up.type, up.cols);
+    const gPtr = scratch;
+    const hPtr = scratch + 4 * ffn;
+    const preparedH = scratch + 8 * ffn;
+    const xRows = arena.i32(xRowsPtr, n).slice();
+    let active = 0;
+    for (let j = 0; j < n; j++) {
+      const xRow = x + xRows[j]! * xBytes;
+      const g = arena.f32(gPtr, ffn);
+      for (let i = 0; i < ffn; i++) g[i] = this.dot(arena, gate.type, gate.ptr + i * gateRowBytes, xRow, gate.cols);
+      const h = arena.f32(hPtr, ffn);
+      for (let i = 0; i < ffn; i++) {
+        if (g[i]! > 0) active++;
+        if (sparse && !(g[i]! > 0)) {
+          h[i] = 0;
+          continue;
+        }
+        const u = this.dot(arena, up.type, up.ptr + i * upRowBytes, xRow, up.cols);
+        h[i] = fround(Math.max(g[i]!, 0) * u);
+      }
+      this.downProduct(arena, expert, hPtr, preparedH, arena.f32(y + 4 * j * hidden, hidden));
+    }
+    return active;
+  }
+
+  /** out = down · h, skipping neurons with h = 0 (which contribute exact zeros). */
+  private downProduct(arena: Arena, expert: ExpertRef, hPtr: Ptr, preparedH: Ptr, out: Float32Array): void {
+    const { down } = expert;
+    const { hidden, ffn } = down;
+    if (down.layout === "upstream") {
+      const format = activationFormatFor(down.type);
+      this.prepareActivations(arena, format, hPtr, 1, ffn, preparedH);
+      const rowBytes = ggmlRowBytes(down.type, ffn);
+      for (let r = 0; r < hidden; r++) out[r] = this.dot(arena, down.type, down.ptr + r * rowBytes, preparedH, ffn);
+      return;
+    }
+    // Transposed: row i holds neuron i's contribution to every output; accumulate in neuron order.
+    const h = arena.f32(hPtr, ffn);
+    const rowBytes = ggmlRowBytes(down.type, hidden);
+    const column = new Float32Array(hidden);
+    out.fill(0);
+    for (let i = 0; i < ffn; i++) {
+      const hi = h[i]!;
+      if (hi === 0) continue;
+      dequantize(down.type, arena.bytes, down.ptr + i * rowBytes, column);
+      for (let r = 0; r < hidden; r++) out[r] = fround(out[r]! + fround(hi * column[r]!));
+    }
+  }
+
+  rmsNorm(arena: Arena, src: Ptr, weight: Ptr, rows: number, cols: number, eps: number, dst: Ptr): void {
+    const w = arena.f32(weight, cols);
+    for (let r = 0; r < rows; r++) {
+      const x = arena.f32(src + 4 * r * cols, cols);
+      const out = arena.f32(dst + 4 * r * cols, cols);
+      let sum = 0;
+      for (let i = 0; i < cols; i++) sum += x[i]! * x[i]!;
+      const mean = fround(sum / cols);
+      const scale = fround(1 / fround(Math.sqrt(fround(mean + fround(eps)))));
+      for (let i = 0; i < cols; i++) out[i] = fround(fround(x[i]! * scale) * w[i]!);
+    }
+  }
+
+  rope(arena: Arena, x: Ptr, n: number, heads: number, headDim: number, cos: Ptr, sin: Ptr): void {
+    const half = headDim / 2;
+    for (let t = 0; t < n; t++) {
+      const c = arena.f32(cos + 4 * t * half, half);
+      const s = arena.f32(sin + 4 * t * half, half);
+      for (let h = 0; h < heads; h++) {
+        const v = arena.f32(x + 4 * (t * heads + h) * headDim, headDim);
+        for (let i = 0; i < half; i++) {
+          const x0 = v[i]!;
+          const x1 = v[i + half]!;
+          v[i] = fround(fround(x0 * c[i]!) - fround(x1 * s[i]!));
+          v[i + half] = fround(fround(x0 * s[i]!) + fround(x1 * c[i]!));
+        }
+      }
+    }
+  }
+
+  storeKv(cache: KvLayerRef, k: Ptr, v: Ptr, n: number, positions: Ptr): void {
+    const { arena, kvHeads, headDim, capacity } = cache;
+    const width = kvHeads * headDim;
+    const pos = arena.i32(positions, n);
+    const view = new DataView(arena.bytes.buffer);
+    for (let t = 0; t < n; t++) {
+      const slot = pos[t]! % capacity;
+      const kSrc = arena.f32(k + 4 * t * width, width);
+      const vSrc = arena.f32(v + 4 * t * width, width);
+      if (cache.type === "f32") {
+        arena.f32(cache.k + 4 * slot * width, width).set(kSrc);
+        arena.f32(cache.v + 4 * slot * width, width).set(vSrc);
+      } else {
+        for (let i = 0; i < width; i++) {
+          view.setUint16(cache.k + 2 * (slot * width + i), fp32ToFp16(kSrc[i]!), true);
+          view.setUint16(cache.v + 2 * (slot * width + i), fp32ToFp16(vSrc[i]!), true);
+        }
+      }
+    }
+  }
+
+  attention(cache: KvLayerRef, q: Ptr, n: number, positions: Ptr, params: AttentionParams, out: Ptr): void {
+    const { arena, capacity, headDim } = cache;
+    const { heads, kvHeads, window, scale } = params;
+    const group = heads / kvHeads;
+    const width = kvHeads * headDim;
+    const pos = arena.i32(positions, n).slice();
+    const view = new DataView(arena.bytes.buffer);
+    const read = cache.type === "f32"
+      ? (base: Ptr, index: number) => view.getFloat32(base + 4 * index, true)
+      : (base: Ptr, index: number) => fp16ToFp32(view.getUint16(base + 2 * index, true));
+    for (let t = 0; t < n; t++) {
+      const p = pos[t]!;
+      const first = Math.max(0, window === Infinity ? 0 : p - window + 1);
+      if (p - first + 1 > capacity) throw new RangeError(`attention span ${p - first + 1} exceeds KV capacity ${capacity}`);
+      const span = p - first + 1;
+      const scores = new Float64Array(span);
+      for (let h = 0; h < heads; h++) {
+        const kvHead = Math.floor(h / group);
+        const qv = arena.f32(q + 4 * (t * heads + h) * headDim, headDim);
+        let max = -Infinity;
+        for (let j = 0; j < span; j++) {
+          const slot = (first + j) % capacity;
+          let dot = 0;
+          for (let i = 0; i < headDim; i++) dot += qv[i]! * read(cache.k, slot * width + kvHead * headDim + i);
+          const s = fround(fround(dot) * scale);
+          scores[j] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let j = 0; j < span; j++) {
+          const e = fround(Math.exp(fround(scores[j]! - max)));
+          scores[j] = e;
+          sum += e;
+        }
+        const inv = fround(1 / sum);
+        const o = arena.f32(out + 4 * (t * heads + h) * headDim, headDim);
+        const acc = new Float64Array(headDim);
+        for (let j = 0; j < span; j++) {
+          const pj = fround(scores[j]! * inv);
+          const slot = (first + j) % capacity;
+          for (let i = 0; i < headDim; i++) acc[i]! += pj * read(cache.v, slot * width + kvHead * headDim + i);
+        }
+        for (let i = 0; i < headDim; i++) o[i] = fround(acc[i]!);
+      }
+    }
+  }
+
+  add(arena: Arena, a: Ptr, b: Ptr, count: number, dst: Ptr): void {
+    const x = arena.f32(a, count);
+    const y = arena.f32(b, count);
+    const out = arena.f32(dst, count);
+    for (let i = 0; i < count; i++) out[i] = fround(x[i]! + y[i]!);
+  }
+
+  moeCombine(arena: Arena, y: Ptr, weights: Ptr, n: number, k: number, hidden: number, residual: Ptr, out: Ptr): void {
+    const w = arena.f32(weights, n * k);
+    for (let t = 0; t < n; t++) {
+      const res = arena.f32(residual + 4 * t * hidden, hidden);
+      const o = arena.f32(out + 4 * t * hidden, hidden);
+      for (let i = 0; i < hidden; i++) {
+        let sum = fround(arena.heapF32[(y >> 2) + (t * k) * hidden + i]! * w[t * k]!);
+        for (let s = 1; s < k; s++) sum = fround(sum + fround(arena.heapF32[(y >> 2) + (t * k + s) * hidden + i]! * w[t * k + s]!));
+        o[i] = fround(sum + res[i]!);
+      }
+    }
+  }
+
+  dequantizeRows(arena: Arena, type: GgmlType, src: Ptr, n: number, cols: number, dst: Ptr): void {
+    const rowBytes = ggmlRowBytes(type, cols);
+    for (let r = 0; r < n; r++) dequantize(type, arena.bytes, src + r * rowBytes, arena.f32(dst + 4 * r * cols, cols));
+  }
+
+  async dispose(): Promise<void> {}
+}
+
+export type { DownLayout };

@@ -1,0 +1,350 @@
+import { GgufFile } from "../gguf/reader.js";
+import { GgufTensorInfo, ggmlRowBytes } from "../gguf/types.js";
+import { ActivationFormat, AttentionParams, Kernels, KvType, MatrixRef, activationFormatFor } from "../kernels/api.js";
+import { Arena, Ptr } from "../kernels/arena.js";
+import { KvCache } from "../kv/cache.js";
+import { ExpertSource } from "../experts/source.js";
+import { SmallThinkerConfig } from "./config.js";
+import { ropeTables } from "./rope.js";
+import { route } from "./routing.js";
+import { WeightLoader } from "./weights.js";
+
+export interface ModelRuntimeOptions {
+  contextSize: number;
+  /** Most tokens per forward chunk (prompt processing batch). */
+  batchSize: number;
+  kvType: KvType;
+  /** Skip up/down work for neurons whose gate is ≤ 0 (exact either way). */
+  sparse: boolean;
+  /** Logit rows computed at once when every position's logits are wanted. */
+  logitsRows: number;
+}
+
+interface LayerWeights {
+  attnNorm: Ptr;
+  q: MatrixRef;
+  k: MatrixRef;
+  v: MatrixRef;
+  o: MatrixRef;
+  ffnNorm: Ptr;
+  router: MatrixRef;
+}
+
+export interface DenseWeights {
+  layers: LayerWeights[];
+  outputNorm: Ptr;
+  output: MatrixRef;
+  embedding: GgufTensorInfo;
+}
+
+/** Routing and activation counts gathered while the model runs (for `smallthinker stats`). */
+export class ActivityStats {
+  /** [layer][expert] times chosen. */
+  readonly routed: number[][];
+  tokens = 0;
+  gateActive = 0;
+  gateTotal = 0;
+  /** Per-layer gate outputs > 0 and evaluated. */
+  readonly layerActive: number[];
+  readonly layerTotal: number[];
+
+  constructor(layers: number, experts: number) {
+    this.routed = Array.from({ length: layers }, () => new Array<number>(experts).fill(0));
+    this.layerActive = new Array<number>(layers).fill(0);
+    this.layerTotal = new Array<number>(layers).fill(0);
+  }
+}
+
+/** Working buffers an arena needs to run experts that live in it. */
+interface ExpertScratch {
+  x: Ptr;
+  rows: Ptr;
+  y: Ptr;
+  work: Ptr;
+}
+
+export interface ForwardRequest {
+  /** Which positions' logits to compute. */
+  logits: "last" | "all" | "none";
+  /** Receives each computed row of logits (index into the tokens given). */
+  onLogits?: (index: number, logits: Float32Array) => void;
+}
+
+/** The SmallThinker forward pass over one sequence's KV cache. */
+export class SmallThinkerModel {
+  readonly kv: KvCache;
+  readonly stats: ActivityStats;
+  readonly experts: ExpertSource;
+  /** Arena 0 holds dense weights, buffers and the KV cache; experts may spill into more. */
+  readonly arenas: Arena[];
+  private readonly arena: Arena;
+  private readonly buffers: Record<string, Ptr> = {};
+  private readonly expertScratch = new Map<Arena, ExpertScratch>();
+  private readonly embedRowBytes: number;
+  private readonly actBytes: number;
+  private readonly cosTable: Float32Array;
+  private readonly sinTable: Float32Array;
+  private readonly expertWorkBytes: number;
+
+  constructor(
+    private readonly file: GgufFile,
+    readonly config: SmallThinkerConfig,
+    readonly kernels: Kernels,
+    readonly weights: DenseWeights,
+    createExperts: (arenas: Arena[]) => ExpertSource,
+    arena: Arena,
+    readonly options: ModelRuntimeOptions,
+  ) {
+    this.arena = arena;
+    const { hidden, heads, kvHeads, headDim, expertsUsed, experts: expertCount, vocabSize } = config;
+    const B = options.batchSize;
+    const qWidth = heads * headDim;
+    const kvWidth = kvHeads * headDim;
+    this.embedRowBytes = ggmlRowBytes(weights.embedding.type, hidden);
+    const formats: ActivationFormat[] = ["f32", "f16", "bf16", "q8"];
+    this.actBytes = Math.max(...formats.map((f) => kernels.activationBytes(f, Math.max(hidden, qWidth))));
+    const f32 = (name: string, count: number) => (this.buffers[name] = arena.alloc(4 * count));
+    f32("hidden", B * hidden);
+    f32("residual", B * hidden);
+    f32("normed", B * hidden);
+    f32("q", B * qWidth);
+    f32("k", B * kvWidth);
+    f32("v", B * kvWidth);
+    f32("attention", B * qWidth);
+    f32("projected", B * hidden);
+    f32("routerLogits", B * expertCount);
+    f32("expertOut", B * expertsUsed * hidden);
+    f32("expertWeights", B * expertsUsed);
+    f32("positions", B);
+    f32("cos", (B * headDim) / 2);
+    f32("sin", (B * headDim) / 2);
+    f32("logits", options.logitsRows * vocabSize);
+    this.buffers.act = arena.alloc(B * this.actBytes);
+    this.buffers.moeAct = arena.alloc(B * this.actBytes);
+    this.buffers.embedRaw = arena.alloc(B * this.embedRowBytes);
+    this.cosTable = new Float32Array((B * headDim) / 2);
+    this.sinTable = new Float32Array((B * headDim) / 2);
+    this.kv = new KvCache(arena, config, { contextSize: options.contextSize, batchSize: B, type: options.kvType });
+    this.stats = new ActivityStats(config.layers, expertCount);
+    this.expertWorkBytes = Math.max(
+      ...Array.from({ length: config.layers }, (_, l) =>
+        kernels.expertScratchBytes(hidden, config.expertFfn, B, file.tensor(`blk.${l}.ffn_gate_exps.weight`).type, file.tensor(`blk.${l}.ffn_down_exps.weight`).type),
+      ),
+    );
+    this.scratchFor(arena);
+    this.arenas = [arena];
+    this.experts = createExperts(this.arenas);
+  }
+
+  /** Working memory an arena that holds experts needs, for planning. */
+  expertScratchBytes(): number {
+    return this.options.batchSize * (this.actBytes + 4 + 4 * this.config.hidden) + this.expertWorkBytes + 4 * 64;
+  }
+
+  /** Loads the dense (non-expert) weights into `arena`. */
+  static loadDenseWeights(file: GgufFile, config: SmallThinkerConfig, loader: WeightLoader, arena: Arena): DenseWeights {
+    const layers: LayerWeights[] = [];
+    for (let l = 0; l < config.layers; l++) {
+      const t = (name: string) => file.tensor(`blk.${l}.${name}.weight`);
+      layers.push({
+        attnNorm: loader.loadVector(arena, t("attn_norm")),
+        q: loader.loadMatrix(arena, t("attn_q")),
+        k: loader.loadMatrix(arena, t("attn_k")),
+        v: loader.loadMatrix(arena, t("attn_v")),
+        o: loader.loadMatrix(arena, t("attn_output")),
+        ffnNorm: loader.loadVector(arena, t("ffn_norm")),
+        router: loader.loadMatrix(arena, t("ffn_gate_inp")),
+      });
+    }
+    const embedding = file.tensor("token_embd.weight");
+    return {
+      layers,
+      outputNorm: loader.loadVector(arena, file.tensor("output_norm.weight")),
+      output: loader.loadMatrix(arena, config.tiedOutput ? embedding : file.tensor("output.weight")),
+      embedding,
+    };
+  }
+
+  private buffer(name: string): Ptr {
+    return this.buffers[name]!;
+  }
+
+  /** Prepared activations of `rows` rows of `cols` f32 values for a product with `w`. */
+  private prepare(w: MatrixRef, src: Ptr, rows: number, cols: number, target = this.buffer("act")): Ptr {
+    this.kernels.prepareActivations(this.arena, activationFormatFor(w.type), src, rows, cols, target);
+    return target;
+  }
+
+  private scratchFor(arena: Arena): ExpertScratch {
+    let scratch = this.expertScratch.get(arena);
+    if (!scratch) {
+      const B = this.options.batchSize;
+      scratch = {
+        x: arena.alloc(B * this.actBytes),
+        rows: arena.alloc(4 * B),
+        y: arena.alloc(4 * B * this.config.hidden),
+        work: arena.alloc(this.expertWorkBytes),
+      };
+      this.expertScratch.set(arena, scratch);
+    }
+    return scratch;
+  }
+
+  /**
+   * Evaluates `tokens` at the next positions of the sequence, appending them to the KV cache, and
+   * hands out the requested logits.
+   */
+  forward(tokens: ArrayLike<number>, request: ForwardRequest): void {
+    const total = tokens.length;
+    if (this.kv.length + total > this.kv.contextSize) {
+      throw new RangeError(`context full: ${this.kv.length} + ${total} tokens exceed the context size ${this.kv.contextSize}`);
+    }
+    for (let i = 0; i < total; i++) {
+      const id = tokens[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
+        throw new RangeError(`token id ${id} at index ${i} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+      }
+    }
+    for (let start = 0; start < total; start += this.options.batchSize) {
+      const n = Math.min(this.options.batchSize, total - start);
+      this.evaluateChunk(Array.from({ length: n }, (_, i) => tokens[start + i]!));
+      const wantRows =
+        request.logits === "all" ? Array.from({ length: n }, (_, i) => i)
+        : request.logits === "last" && start + n === total ? [n - 1]
+        : [];
+      this.computeLogits(wantRows, (row, logits) => request.onLogits?.(start + row, logits));
+      this.kv.length += n;
+    }
+  }
+
+  private evaluateChunk(tokens: number[]): void {
+    const { config, kernels, arena } = this;
+    const n = tokens.length;
+    const { hidden, heads, kvHeads, headDim } = config;
+    const qWidth = heads * headDim;
+    const positions = arena.i32(this.buffer("positions"), n);
+    for (let i = 0; i < n; i++) positions[i] = this.kv.length + i;
+    ropeTables(positions, headDim, config.ropeBase, this.cosTable, this.sinTable);
+    arena.f32(this.buffer("cos"), (n * headDim) / 2).set(this.cosTable.subarray(0, (n * headDim) / 2));
+    arena.f32(this.buffer("sin"), (n * headDim) / 2).set(this.sinTable.subarray(0, (n * headDim) / 2));
+
+    const embedRaw = this.buffer("embedRaw");
+    for (let i = 0; i < n; i++) {
+      this.file.readTensor(this.weights.embedding, arena.u8(embedRaw + i * this.embedRowBytes, this.embedRowBytes), tokens[i]! * this.embedRowBytes);
+    }
+    const hiddenPtr = this.buffer("hidden");
+    kernels.dequantizeRows(arena, this.weights.embedding.type, embedRaw, n, hidden, hiddenPtr);
+
+    for (let l = 0; l < config.layers; l++) {
+      const w = this.weights.layers[l]!;
+      const plan = config.layerPlan[l]!;
+      const routes = this.routeTokens(l, w.router, n);
+
+      const normed = this.buffer("normed");
+      kernels.rmsNorm(arena, hiddenPtr, w.attnNorm, n, hidden, config.rmsEps, normed);
+      let act = this.prepare(w.q, normed, n, hidden);
+      kernels.matmul(w.q, act, n, this.buffer("q"));
+      if (activationFormatFor(w.k.type) !== activationFormatFor(w.q.type)) act = this.prepare(w.k, normed, n, hidden);
+      kernels.matmul(w.k, act, n, this.buffer("k"));
+      if (activationFormatFor(w.v.type) !== activationFormatFor(w.k.type)) act = this.prepare(w.v, normed, n, hidden);
+      kernels.matmul(w.v, act, n, this.buffer("v"));
+      if (plan.rope) {
+        kernels.rope(arena, this.buffer("q"), n, heads, headDim, this.buffer("cos"), this.buffer("sin"));
+        kernels.rope(arena, this.buffer("k"), n, kvHeads, headDim, this.buffer("cos"), this.buffer("sin"));
+      }
+      const cache = this.kv.layers[l]!;
+      kernels.storeKv(cache, this.buffer("k"), this.buffer("v"), n, this.buffer("positions"));
+      const params: AttentionParams = { heads, kvHeads, headDim, window: plan.window, scale: Math.fround(1 / Math.sqrt(headDim)) };
+      kernels.attention(cache, this.buffer("q"), n, this.buffer("positions"), params, this.buffer("attention"));
+      kernels.matmul(w.o, this.prepare(w.o, this.buffer("attention"), n, qWidth), n, this.buffer("projected"));
+      const residual = this.buffer("residual");
+      kernels.add(arena, hiddenPtr, this.buffer("projected"), n * hidden, residual);
+
+      kernels.rmsNorm(arena, residual, w.ffnNorm, n, hidden, config.rmsEps, normed);
+      this.runExperts(l, routes, normed, n);
+      kernels.moeCombine(arena, this.buffer("expertOut"), this.buffer("expertWeights"), n, config.expertsUsed, hidden, residual, hiddenPtr);
+    }
+    this.stats.tokens += n;
+  }
+
+  /** Router logits from the raw residual entering the layer, then top-k; starts expert reads. */
+  private routeTokens(layer: number, router: MatrixRef, n: number): { experts: number[]; weights: number[] }[] {
+    const { config, kernels, arena } = this;
+    const logitsPtr = this.buffer("routerLogits");
+    kernels.matmul(router, this.prepare(router, this.buffer("hidden"), n, config.hidden), n, logitsPtr);
+    const routes = [];
+    const needed = new Set<number>();
+    for (let t = 0; t < n; t++) {
+      const r = route(arena.f32(logitsPtr + 4 * t * config.experts, config.experts), config.expertsUsed, config.gating);
+      routes.push(r);
+      for (const e of r.experts) {
+        needed.add(e);
+        this.stats.routed[layer]![e]!++;
+      }
+    }
+    this.experts.prefetch(layer, [...needed]);
+    return routes;
+  }
+
+  private runExperts(layer: number, routes: { experts: number[]; weights: number[] }[], normed: Ptr, n: number): void {
+    const { config, kernels, arena } = this;
+    const { hidden, expertsUsed, expertFfn } = config;
+    const users = new Map<number, { token: number; slot: number }[]>();
+    const weights = arena.f32(this.buffer("expertWeights"), n * expertsUsed);
+    routes.forEach((r, t) => {
+      r.experts.forEach((e, slot) => {
+        let list = users.get(e);
+        if (!list) users.set(e, (list = []));
+        list.push({ token: t, slot });
+        weights[t * expertsUsed + slot] = r.weights[slot]!;
+      });
+    });
+    let moeAct: Ptr | undefined;
+    const copiedTo = new Set<Arena>();
+    const out = this.buffer("expertOut");
+    for (const e of [...users.keys()].sort((a, b) => a - b)) {
+      const list = users.get(e)!;
+      const expert = this.experts.acquire(layer, e);
+      const expertArena = expert.gate.arena;
+      if (moeAct === undefined) {
+        moeAct = this.buffer("moeAct");
+        kernels.prepareActivations(arena, activationFormatFor(expert.gate.type), normed, n, hidden, moeAct);
+      }
+      const scratch = this.scratchFor(expertArena);
+      const xBytes = kernels.activationBytes(activationFormatFor(expert.gate.type), hidden) * n;
+      if (!copiedTo.has(expertArena)) {
+        expertArena.u8(scratch.x, xBytes).set(arena.u8(moeAct, xBytes));
+        copiedTo.add(expertArena);
+      }
+      const rows = expertArena.i32(scratch.rows, list.length);
+      list.forEach((u, i) => (rows[i] = u.token));
+      const active = kernels.expertForward(expert, scratch.x, scratch.rows, list.length, scratch.y, scratch.work, this.options.sparse);
+      this.stats.gateActive += active;
+      this.stats.gateTotal += list.length * expertFfn;
+      this.stats.layerActive[layer]! += active;
+      this.stats.layerTotal[layer]! += list.length * expertFfn;
+      const results = expertArena.f32(scratch.y, list.length * hidden);
+      list.forEach((u, i) => {
+        arena.f32(out + 4 * (u.token * expertsUsed + u.slot) * hidden, hidden).set(results.subarray(i * hidden, (i + 1) * hidden));
+      });
+      this.experts.release(layer, e);
+    }
+  }
+
+  /** Final norm and output head for the given rows of the last chunk. */
+  private computeLogits(rows: number[], deliver: (row: number, logits: Float32Array) => void): void {
+    const { config, kernels, arena } = this;
+    const { hidden, vocabSize } = config;
+    const capacity = this.options.logitsRows;
+    for (let i = 0; i < rows.length; i += capacity) {
+      const group = rows.slice(i, i + capacity);
+      const normed = this.buffer("normed");
+      group.forEach((row, j) => {
+        kernels.rmsNorm(arena, this.buffer("hidden") + 4 * row * hidden, this.weights.outputNorm, 1, hidden, config.rmsEps, normed + 4 * j * hidden);
+      });
+      const output = this.weights.output;
+      kernels.matmul(output, this.prepare(output, normed, group.length, hidden), group.length, this.buffer("logits"));
+      group.forEach((row, j) => deliver(row, arena.f32(this.buffer("logits") + 4 * j * vocabSize, vocabSize)));
+    }
+  }
+}
