@@ -150,6 +150,7 @@ export function readConfig(file: GgufFile): SmallThinkerConfig {
       [[expertFfn, hidden, experts], [hidden, expertFfn, experts]],
       "expert ffn × hidden × experts (llama.cpp) or hidden × expert ffn × experts (PowerInfer)",
     );
+    // A square expert (ffn = hidden) cannot tell its orientation; llama.cpp's is assumed.
     const layout: DownLayout = down[0] === expertFfn && down[1] === hidden ? "upstream" : "transposed";
     if (downLayout !== undefined && layout !== downLayout) {
       throw new GgufError(file.path, `tensor ${p}.ffn_down_exps.weight`, `orientation ${layout} differs from earlier layers (${downLayout})`);

@@ -136,6 +136,12 @@ export class SmallThinkerModel {
     this.experts = createExperts(this.arenas);
   }
 
+  /** Releases the model file and expert storage; the model is unusable afterwards. */
+  close(): void {
+    this.experts.dispose();
+    this.file.close();
+  }
+
   /** Working memory an arena that holds experts needs, for planning. */
   expertScratchBytes(): number {
     return this.options.batchSize * (this.actBytes + 4 + 4 * this.config.hidden) + this.expertWorkBytes + 4 * 64;

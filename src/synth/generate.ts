@@ -109,6 +109,31 @@ function matrix(name: string, type: GgmlType, dims: number[], seed: number, fill
   };
 }
 
+/**
+ * The same values `matrix(name, type, dims, …)` would generate, written transposed per expert
+ * (dims {dims[1], dims[0], E}), as PowerInfer's converter stores ffn_down_exps.
+ */
+function transposedExperts(name: string, type: GgmlType, dims: number[], seed: number, fill: RowFiller): GgufTensorSpec {
+  const [cols, rows, experts] = dims as [number, number, number];
+  return {
+    name,
+    dims: [rows, cols, experts],
+    type,
+    produce(emit) {
+      const rng = new Random(seed, hashString(name));
+      const logical = new Float32Array(rows * cols);
+      const transposed = new Float32Array(rows * cols);
+      for (let e = 0; e < experts; e++) {
+        for (let r = 0; r < rows; r++) fill(e * rows + r, logical.subarray(r * cols, (r + 1) * cols), rng);
+        for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) transposed[c * rows + r] = logical[r * cols + c]!;
+        const bytes = new Uint8Array(ggmlRowBytes(type, rows) * cols);
+        quantize(type, transposed, bytes);
+        emit(bytes);
+      }
+    },
+  };
+}
+
 const FILE_TYPE: Partial<Record<GgmlType, number>> = {
   [GgmlType.F32]: 0,
   [GgmlType.F16]: 1,
@@ -203,21 +228,16 @@ export function synthesize(path: string, options: SynthOptions): SynthResult {
     tensors.push(matrix(`${p}.ffn_up_exps.weight`, type, [d, ffn, E], seed, (_, v, rng) => rng.fillNormal(v, 1 / Math.sqrt(d))));
     const activeEnergy = meanSquaredRelu(gateOffset, gateNoise) * gateNoise * gateNoise;
     const downStd = L.alpha / Math.sqrt(ffn * activeEnergy);
-    if (shape.downLayout === "upstream") {
-      tensors.push(
-        matrix(`${p}.ffn_down_exps.weight`, type, [ffn, d, E], seed, (row, v, rng) => {
-          if (row % d === 0) v.fill(0);
-          else rng.fillNormal(v, downStd);
-        }),
-      );
-    } else {
-      tensors.push(
-        matrix(`${p}.ffn_down_exps.weight`, type, [d, ffn, E], seed, (_, v, rng) => {
-          rng.fillNormal(v, downStd);
-          v[0] = 0;
-        }),
-      );
-    }
+    const downFill: RowFiller = (row, v, rng) => {
+      if (row % d === 0) v.fill(0);
+      else rng.fillNormal(v, downStd);
+    };
+    const downName = `${p}.ffn_down_exps.weight`;
+    tensors.push(
+      shape.downLayout === "upstream"
+        ? matrix(downName, type, [ffn, d, E], seed, downFill)
+        : transposedExperts(downName, type, [ffn, d, E], seed, downFill),
+    );
   }
   const headScale = LOGIT_STD / Math.sqrt(d * (1 - CONSTANT_CHANNEL_SHARE));
   tensors.push(normVector("output_norm.weight", headScale));
