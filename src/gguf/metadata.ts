@@ -13,7 +13,8 @@ const INTEGER_TYPES = new Set([
 ]);
 const FLOAT_TYPES = new Set([GgufValueType.FLOAT32, GgufValueType.FLOAT64]);
 
-function typeName(value: GgufValue): string {
+/** "UINT32", "array of STRING", ...: for messages. */
+export function describeValueType(value: GgufValue): string {
   return value.type === GgufValueType.ARRAY
     ? `array of ${GgufValueType[value.itemType]}`
     : GgufValueType[value.type];
@@ -41,7 +42,7 @@ export class GgufMetadata {
   }
 
   private fail(key: string, value: GgufValue, expected: string): never {
-    throw new GgufError(this.path, key, `expected ${expected}, got ${typeName(value)}`);
+    throw new GgufError(this.path, key, `expected ${expected}, got ${describeValueType(value)}`);
   }
 
   getString(key: string): string {
@@ -58,14 +59,16 @@ export class GgufMetadata {
   getInteger(key: string): number {
     const value = this.require(key, "an integer");
     if (!INTEGER_TYPES.has(value.type)) this.fail(key, value, "an integer");
-    const n = value.value as number | bigint;
-    if (typeof n === "bigint") {
-      if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
-        throw new GgufError(this.path, key, `integer ${n} is out of range`);
-      }
-      return Number(n);
+    return this.safeNumber(key, value.value as number | bigint);
+  }
+
+  /** 64-bit integers as JS numbers, refused rather than rounded beyond 2^53. */
+  private safeNumber(field: string, n: number | bigint): number {
+    if (typeof n !== "bigint") return n;
+    if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
+      throw new GgufError(this.path, field, `integer ${n} is out of range`);
     }
-    return n;
+    return Number(n);
   }
 
   optionalInteger(key: string): number | undefined {
@@ -76,6 +79,7 @@ export class GgufMetadata {
   getNumber(key: string): number {
     const value = this.require(key, "a number");
     if (FLOAT_TYPES.has(value.type)) return value.value as number;
+    if (!INTEGER_TYPES.has(value.type)) this.fail(key, value, "a number");
     return this.getInteger(key);
   }
 
@@ -110,14 +114,15 @@ export class GgufMetadata {
     ) {
       this.fail(key, value, "an array of numbers");
     }
-    return (value.value as (number | bigint)[]).map(Number);
+    return (value.value as (number | bigint)[]).map((n, i) => this.safeNumber(`${key}[${i}]`, n));
   }
 
   /** An integer, or an array of integers (such as eos_token_id in some files). */
   getIntegerOrArray(key: string): number[] {
     const value = this.require(key, "an integer or an array of integers");
-    if (value.type === GgufValueType.ARRAY) return this.getNumberArray(key);
-    return [this.getInteger(key)];
+    if (value.type !== GgufValueType.ARRAY) return [this.getInteger(key)];
+    if (!INTEGER_TYPES.has(value.itemType)) this.fail(key, value, "an integer or an array of integers");
+    return this.getNumberArray(key);
   }
 
   keys(): IterableIterator<string> {

@@ -1,9 +1,11 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { GgufError } from "./errors.js";
-import { GgufMetadata } from "./metadata.js";
+import { GgufMetadata, describeValueType } from "./metadata.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
+  GgufArrayValue,
+  GgufScalar,
   GgufTensorInfo,
   GgufValue,
   GgufValueType,
@@ -17,6 +19,14 @@ const MAX_DIMS = 4;
 /** fs.readSync refuses lengths of 2 GiB and more; tensor reads go in slices below that. */
 const MAX_READ_SLICE = 1 << 30;
 const HEADER_CHUNK = 1 << 20;
+/**
+ * Limits far above any real header value (chat templates are kilobytes, vocabularies a few
+ * hundred thousand entries) that stop a corrupt length inside a large file from asking for
+ * more than V8 can give: strings end below 2^29 UTF-16 units (and UTF-8 never decodes to more
+ * units than it has bytes); an array of 2^26 values already takes half a gigabyte.
+ */
+const MAX_STRING_BYTES = 1 << 28;
+const MAX_ARRAY_LENGTH = 1 << 26;
 
 /** Reads a GGUF header from a file descriptor in chunks, so the header can be of any size. */
 class HeaderCursor {
@@ -24,7 +34,12 @@ class HeaderCursor {
   private view = new DataView(this.buffer.buffer);
   private bufferStart = 0;
   position = 0;
-  private readonly decoder = new TextDecoder("utf-8");
+  /**
+   * Strict: GGUF strings are UTF-8 by specification, and replacing bad bytes with U+FFFD would
+   * silently merge distinct vocabulary entries. (llama.cpp does not check.) The BOM is kept, as
+   * it is content, not a marker, inside a GGUF string.
+   */
+  private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   constructor(
     private readonly fd: number,
@@ -42,7 +57,7 @@ class HeaderCursor {
       throw new GgufError(
         this.path,
         field,
-        `file ends after ${this.fileSize} bytes, but ${bytes} more bytes were expected (truncated header)`,
+        `the file ends at byte ${this.fileSize}, before the ${bytes} bytes expected here (truncated header)`,
         this.position,
       );
     }
@@ -51,10 +66,14 @@ class HeaderCursor {
     const size = Math.min(Math.max(bytes, HEADER_CHUNK), this.fileSize - this.position);
     const chunk = new Uint8Array(size);
     let got = 0;
-    while (got < size) {
-      const n = readSync(this.fd, chunk, got, size - got, this.position + got);
-      if (n === 0) break;
-      got += n;
+    try {
+      while (got < size) {
+        const n = readSync(this.fd, chunk, got, size - got, this.position + got);
+        if (n === 0) break;
+        got += n;
+      }
+    } catch (error) {
+      throw new GgufError(this.path, field, `read failed: ${(error as Error).message}`, this.position);
     }
     if (got < bytes) {
       throw new GgufError(this.path, field, `could not read ${bytes} bytes (read ${got})`, this.position);
@@ -116,12 +135,22 @@ class HeaderCursor {
     return this.view.getBigInt64(at, true);
   }
 
-  /** A u64 used as a count, size or offset: it must fit a JS number and not exceed `limit`. */
+  /** A u64 count or length, at most `limit`: what the rest of the file could hold. */
   count(field: string, limit: number, what: string): number {
     const start = this.position;
     const value = this.u64(field);
-    if (value > BigInt(limit)) {
+    if (value > BigInt(Math.max(0, limit))) {
       throw new GgufError(this.path, field, `${what} ${value} is impossible in a file of ${this.fileSize} bytes`, start);
+    }
+    return Number(value);
+  }
+
+  /** A u64 that must be exact as a JS number (a dimension or an offset). */
+  safeInteger(field: string, what: string): number {
+    const start = this.position;
+    const value = this.u64(field);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new GgufError(this.path, field, `${what} ${value} is beyond 2^53`, start);
     }
     return Number(value);
   }
@@ -129,6 +158,9 @@ class HeaderCursor {
   string(field: string): string {
     const start = this.position;
     const length = this.count(field, this.remaining - 8, "string length");
+    if (length > MAX_STRING_BYTES) {
+      throw new GgufError(this.path, field, `string length ${length} exceeds the limit of ${MAX_STRING_BYTES} bytes`, start);
+    }
     const at = this.ensure(length, field);
     this.position += length;
     try {
@@ -166,38 +198,27 @@ function isValueType(type: number): type is GgufValueType {
   return Number.isInteger(type) && type >= 0 && type <= 12;
 }
 
-function readScalar(cursor: HeaderCursor, type: GgufValueType, field: string, path: string): GgufValue {
+type ScalarType = Exclude<GgufValueType, GgufValueType.ARRAY>;
+
+function readScalar(cursor: HeaderCursor, type: ScalarType, field: string, path: string): GgufScalar {
   switch (type) {
-    case GgufValueType.UINT8:
-      return { type, value: cursor.u8(field) };
-    case GgufValueType.INT8:
-      return { type, value: cursor.i8(field) };
-    case GgufValueType.UINT16:
-      return { type, value: cursor.u16(field) };
-    case GgufValueType.INT16:
-      return { type, value: cursor.i16(field) };
-    case GgufValueType.UINT32:
-      return { type, value: cursor.u32(field) };
-    case GgufValueType.INT32:
-      return { type, value: cursor.i32(field) };
-    case GgufValueType.FLOAT32:
-      return { type, value: cursor.f32(field) };
-    case GgufValueType.FLOAT64:
-      return { type, value: cursor.f64(field) };
-    case GgufValueType.UINT64:
-      return { type, value: cursor.u64(field) };
-    case GgufValueType.INT64:
-      return { type, value: cursor.i64(field) };
-    case GgufValueType.STRING:
-      return { type, value: cursor.string(field) };
+    case GgufValueType.UINT8: return cursor.u8(field);
+    case GgufValueType.INT8: return cursor.i8(field);
+    case GgufValueType.UINT16: return cursor.u16(field);
+    case GgufValueType.INT16: return cursor.i16(field);
+    case GgufValueType.UINT32: return cursor.u32(field);
+    case GgufValueType.INT32: return cursor.i32(field);
+    case GgufValueType.FLOAT32: return cursor.f32(field);
+    case GgufValueType.FLOAT64: return cursor.f64(field);
+    case GgufValueType.UINT64: return cursor.u64(field);
+    case GgufValueType.INT64: return cursor.i64(field);
+    case GgufValueType.STRING: return cursor.string(field);
     case GgufValueType.BOOL: {
       const start = cursor.position;
       const byte = cursor.u8(field);
       if (byte > 1) throw new GgufError(path, field, `bool must be 0 or 1, got ${byte}`, start);
-      return { type, value: byte === 1 };
+      return byte === 1;
     }
-    case GgufValueType.ARRAY:
-      throw new Error("unreachable: arrays are read by readValue");
   }
 }
 
@@ -205,30 +226,118 @@ function readValue(cursor: HeaderCursor, type: number, field: string, path: stri
   if (!isValueType(type)) {
     throw new GgufError(path, field, `unknown value type ${type} (expected 0..12)`, cursor.position - 4);
   }
-  if (type !== GgufValueType.ARRAY) return readScalar(cursor, type, field, path);
+  if (type !== GgufValueType.ARRAY) return { type, value: readScalar(cursor, type, field, path) };
   if (depth > 8) throw new GgufError(path, field, "arrays nested more than 8 deep", cursor.position);
   const typeAt = cursor.position;
   const itemType = cursor.u32(field);
   if (!isValueType(itemType)) {
     throw new GgufError(path, field, `unknown array element type ${itemType} (expected 0..12)`, typeAt);
   }
-  const length = cursor.count(field, Math.floor(cursor.remaining / minimumValueBytes(itemType)), "array length");
+  const lengthAt = cursor.position;
+  const length = cursor.count(field, Math.floor((cursor.remaining - 8) / minimumValueBytes(itemType)), "array length");
+  if (length > MAX_ARRAY_LENGTH) {
+    throw new GgufError(path, field, `array length ${length} exceeds the limit of ${MAX_ARRAY_LENGTH} elements`, lengthAt);
+  }
   if (itemType === GgufValueType.ARRAY) {
     const items: GgufValue[] = [];
     for (let i = 0; i < length; i++) items.push(readValue(cursor, itemType, `${field}[${i}]`, path, depth + 1));
     return { type, itemType, value: items };
   }
-  const items: (number | bigint | boolean | string)[] = new Array(length);
-  for (let i = 0; i < length; i++) items[i] = readScalar(cursor, itemType, field, path).value as number;
-  return { type, itemType, value: items as number[] };
+  const items: GgufScalar[] = new Array(length);
+  for (let i = 0; i < length; i++) items[i] = readScalar(cursor, itemType, `${field}[${i}]`, path);
+  return { type, itemType, value: items as GgufArrayValue };
 }
 
 function alignUp(value: number, alignment: number): number {
   return Math.ceil(value / alignment) * alignment;
 }
 
+/** As llama.cpp: general.alignment, when present, must be a u32 power of two. */
+function readAlignment(path: string, metadata: GgufMetadata): number {
+  const value = metadata.get("general.alignment");
+  if (value === undefined) return GGUF_DEFAULT_ALIGNMENT;
+  if (value.type !== GgufValueType.UINT32) {
+    throw new GgufError(path, "general.alignment", `expected a UINT32, got ${describeValueType(value)}`);
+  }
+  const alignment = value.value as number;
+  if (alignment === 0 || (alignment & (alignment - 1)) !== 0) {
+    throw new GgufError(path, "general.alignment", `expected a power of two, got ${alignment}`);
+  }
+  return alignment;
+}
+
+function readTensorInfo(cursor: HeaderCursor, path: string, index: number, alignment: number): Omit<GgufTensorInfo, "offset"> {
+  const name = cursor.string(`tensor[${index}].name`);
+  const field = `tensor ${name}`;
+  const dimsAt = cursor.position;
+  const nDims = cursor.u32(`${field}.n_dims`);
+  if (nDims < 1 || nDims > MAX_DIMS) {
+    throw new GgufError(path, `${field}.n_dims`, `expected 1..${MAX_DIMS} dimensions, got ${nDims}`, dimsAt);
+  }
+  const dims: number[] = [];
+  // Exact arithmetic: a corrupt dimension must not wrap or round into a plausible size.
+  let elements = 1n;
+  for (let d = 0; d < nDims; d++) {
+    const dim = cursor.safeInteger(`${field}.dims[${d}]`, "dimension");
+    elements *= BigInt(dim);
+    dims.push(dim);
+  }
+  if (elements > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new GgufError(path, `${field}.dims`, `${dims.join(" x ")} is more than 2^53 elements`, dimsAt);
+  }
+  const typeAt = cursor.position;
+  const type = cursor.u32(`${field}.type`);
+  if (!isKnownGgmlType(type)) {
+    throw new GgufError(path, `${field}.type`, `unknown tensor type ${type}`, typeAt);
+  }
+  const blockSize = ggmlBlockSize(type);
+  if (dims[0]! % blockSize !== 0) {
+    throw new GgufError(
+      path,
+      `${field}.dims[0]`,
+      `${dims[0]} is not a multiple of the ${ggmlTypeName(type)} block size ${blockSize}`,
+      dimsAt + 4,
+    );
+  }
+  const offsetAt = cursor.position;
+  const relativeOffset = cursor.safeInteger(`${field}.offset`, "offset");
+  if (relativeOffset % alignment !== 0) {
+    throw new GgufError(path, `${field}.offset`, `${relativeOffset} is not a multiple of the alignment ${alignment}`, offsetAt);
+  }
+  const rows = dims.slice(1).reduce((a, b) => a * b, 1);
+  const byteLength = ggmlRowBytes(type, dims[0]!) * rows;
+  return { name, dims, type, relativeOffset, byteLength, elementCount: Number(elements) };
+}
+
+/** Tensors must lie in the file (unless told otherwise) and must not share bytes. */
+function checkTensorPlacement(path: string, fileSize: number, tensors: GgufTensorInfo[], checkData: boolean): void {
+  for (const t of tensors) {
+    const end = t.offset + t.byteLength;
+    if (checkData ? end > fileSize : end > Number.MAX_SAFE_INTEGER) {
+      throw new GgufError(
+        path,
+        `tensor ${t.name}`,
+        `data [${t.offset}, ${end}) lies beyond the end of the file (${fileSize} bytes): truncated file or bad offset`,
+      );
+    }
+  }
+  // Sorted by start, any overlap shows between neighbours; empty tensors occupy no bytes.
+  const byOffset = tensors.filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
+  for (let i = 0; i + 1 < byOffset.length; i++) {
+    const t = byOffset[i]!;
+    const next = byOffset[i + 1]!;
+    if (t.offset + t.byteLength > next.offset) {
+      throw new GgufError(
+        path,
+        `tensor ${t.name}`,
+        `data [${t.offset}, ${t.offset + t.byteLength}) overlaps tensor ${next.name} starting at ${next.offset}`,
+      );
+    }
+  }
+}
+
 export interface OpenGgufOptions {
-  /** Check that every tensor lies within the file (default true). */
+  /** Check that every tensor lies within the file (default true); off, a header alone can be read. */
   checkData?: boolean;
 }
 
@@ -252,6 +361,7 @@ export class GgufFile {
     this.tensorsByName = new Map(tensors.map((t) => [t.name, t]));
   }
 
+  /** Opens and validates a GGUF file; every problem with the file is a GgufError. */
   static open(path: string, options: OpenGgufOptions = {}): GgufFile {
     let fd: number;
     try {
@@ -260,15 +370,16 @@ export class GgufFile {
       throw new GgufError(path, "file", `cannot open: ${(error as Error).message}`);
     }
     try {
-      return GgufFile.parse(path, fd, options);
+      const stats = fstatSync(fd);
+      if (!stats.isFile()) throw new GgufError(path, "file", "not a regular file");
+      return GgufFile.parse(path, fd, stats.size, options);
     } catch (error) {
       closeSync(fd);
       throw error;
     }
   }
 
-  private static parse(path: string, fd: number, options: OpenGgufOptions): GgufFile {
-    const fileSize = fstatSync(fd).size;
+  private static parse(path: string, fd: number, fileSize: number, options: OpenGgufOptions): GgufFile {
     const cursor = new HeaderCursor(fd, fileSize, path);
     const magic = cursor.u32("magic");
     if (magic !== GGUF_MAGIC) {
@@ -278,92 +389,35 @@ export class GgufFile {
     }
     const version = cursor.u32("version");
     if (version !== 2 && version !== 3) {
-      throw new GgufError(path, "version", `unsupported GGUF version ${version} (supported: 2, 3)`, 4);
+      const hint = version > 0xffff ? " (a big-endian file? only little-endian GGUF is supported)" : "";
+      throw new GgufError(path, "version", `unsupported GGUF version ${version}, expected 2 or 3${hint}`, 4);
     }
-    const tensorCount = cursor.count("tensor_count", Math.floor(cursor.remaining / 24), "tensor count");
-    const kvCount = cursor.count("metadata_kv_count", Math.floor(cursor.remaining / 12), "metadata count");
+    const tensorCount = cursor.count("tensor_count", Math.floor((cursor.remaining - 16) / 24), "tensor count");
+    const kvCount = cursor.count("metadata_kv_count", Math.floor((cursor.remaining - 8) / 13), "metadata count");
 
     const entries = new Map<string, GgufValue>();
     for (let i = 0; i < kvCount; i++) {
       const keyAt = cursor.position;
       const key = cursor.string(`metadata[${i}].key`);
       if (entries.has(key)) throw new GgufError(path, key, "duplicate metadata key", keyAt);
-      const typeAt = cursor.position;
       const type = cursor.u32(key);
-      if (!isValueType(type)) throw new GgufError(path, key, `unknown value type ${type} (expected 0..12)`, typeAt);
       entries.set(key, readValue(cursor, type, key, path, 0));
     }
     const metadata = new GgufMetadata(path, entries);
-
-    const alignment = metadata.has("general.alignment")
-      ? metadata.getInteger("general.alignment")
-      : GGUF_DEFAULT_ALIGNMENT;
-    if (alignment <= 0 || (alignment & (alignment - 1)) !== 0) {
-      throw new GgufError(path, "general.alignment", `must be a power of two, got ${alignment}`);
-    }
+    const alignment = readAlignment(path, metadata);
 
     const infos: Omit<GgufTensorInfo, "offset">[] = [];
-    const seen = new Set<string>();
+    const names = new Set<string>();
     for (let i = 0; i < tensorCount; i++) {
       const nameAt = cursor.position;
-      const name = cursor.string(`tensor[${i}].name`);
-      if (seen.has(name)) throw new GgufError(path, `tensor ${name}`, "duplicate tensor name", nameAt);
-      seen.add(name);
-      const dimsAt = cursor.position;
-      const nDims = cursor.u32(`tensor ${name}.n_dims`);
-      if (nDims < 1 || nDims > MAX_DIMS) {
-        throw new GgufError(path, `tensor ${name}.n_dims`, `expected 1..${MAX_DIMS} dimensions, got ${nDims}`, dimsAt);
-      }
-      const dims: number[] = [];
-      let elementCount = 1;
-      for (let d = 0; d < nDims; d++) {
-        const dim = cursor.count(`tensor ${name}.dims[${d}]`, Number.MAX_SAFE_INTEGER, "dimension");
-        dims.push(dim);
-        elementCount *= dim;
-        if (elementCount > fileSize * 8) {
-          throw new GgufError(path, `tensor ${name}.dims`, `${dims.join("×")} elements cannot fit in a file of ${fileSize} bytes`, dimsAt);
-        }
-      }
-      const typeAt = cursor.position;
-      const type = cursor.u32(`tensor ${name}.type`);
-      if (!isKnownGgmlType(type)) {
-        throw new GgufError(path, `tensor ${name}.type`, `unknown tensor type ${type}`, typeAt);
-      }
-      const blockSize = ggmlBlockSize(type);
-      if (dims[0]! % blockSize !== 0) {
-        throw new GgufError(path, `tensor ${name}.dims[0]`, `${dims[0]} is not a multiple of the ${ggmlTypeName(type)} block size ${blockSize}`, dimsAt);
-      }
-      const offsetAt = cursor.position;
-      const relativeOffset = cursor.count(`tensor ${name}.offset`, Number.MAX_SAFE_INTEGER, "offset");
-      if (relativeOffset % alignment !== 0) {
-        throw new GgufError(path, `tensor ${name}.offset`, `${relativeOffset} is not a multiple of the alignment ${alignment}`, offsetAt);
-      }
-      const rows = dims.slice(1).reduce((a, b) => a * b, 1);
-      const byteLength = ggmlRowBytes(type, dims[0]!) * rows;
-      infos.push({ name, dims, type, relativeOffset, byteLength, elementCount });
+      const info = readTensorInfo(cursor, path, i, alignment);
+      if (names.has(info.name)) throw new GgufError(path, `tensor ${info.name}`, "duplicate tensor name", nameAt);
+      names.add(info.name);
+      infos.push(info);
     }
     const dataOffset = alignUp(cursor.position, alignment);
     const tensors: GgufTensorInfo[] = infos.map((t) => ({ ...t, offset: dataOffset + t.relativeOffset }));
-
-    const byOffset = [...tensors].sort((a, b) => a.offset - b.offset);
-    for (let i = 0; i < byOffset.length; i++) {
-      const t = byOffset[i]!;
-      if (options.checkData !== false && t.offset + t.byteLength > fileSize) {
-        throw new GgufError(
-          path,
-          `tensor ${t.name}`,
-          `data [${t.offset}, ${t.offset + t.byteLength}) lies beyond the end of the file (${fileSize} bytes): truncated file or bad offset`,
-        );
-      }
-      const next = byOffset[i + 1];
-      if (next && t.offset + t.byteLength > next.offset) {
-        throw new GgufError(
-          path,
-          `tensor ${t.name}`,
-          `data [${t.offset}, ${t.offset + t.byteLength}) overlaps tensor ${next.name} starting at ${next.offset}`,
-        );
-      }
-    }
+    checkTensorPlacement(path, fileSize, tensors, options.checkData !== false);
     return new GgufFile(path, fd, fileSize, version, metadata, tensors, alignment, dataOffset);
   }
 
@@ -380,7 +434,12 @@ export class GgufFile {
     let done = 0;
     while (done < target.length) {
       const length = Math.min(target.length - done, MAX_READ_SLICE);
-      const n = readSync(this.fd, target, done, length, position + done);
+      let n: number;
+      try {
+        n = readSync(this.fd, target, done, length, position + done);
+      } catch (error) {
+        throw new GgufError(this.path, "data", `read failed: ${(error as Error).message}`, position + done);
+      }
       if (n === 0) {
         throw new GgufError(this.path, "data", `file ends before byte ${position + target.length}`, position + done);
       }

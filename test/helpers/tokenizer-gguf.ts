@@ -1,15 +1,17 @@
+import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { GgufValue, GgufValueType } from "../../src/gguf/types.js";
 import { GgufMetadata } from "../../src/gguf/metadata.js";
 import { gv } from "../../src/gguf/writer.js";
+import { PRESETS } from "../../src/synth/presets.js";
 import { buildVocab } from "../../src/synth/vocab.js";
 import { TEST_CACHE } from "./models.js";
 
 /**
  * Vocabulary-only GGUF files (metadata, no tensors) for tokenizer tests: llama.cpp loads them with
  * `vocabOnly`, so the oracle needs no weights. They carry exactly the tokenizer metadata that
- * `buildVocab` gives the synthetic models (preset `tiny`: 1000 merges; preset `demo`: "qwen2").
+ * `buildVocab` gives the synthetic models of a preset (`tiny`: 1000 merges; `demo`: the real Qwen2).
  *
  * Written here rather than through src/gguf's writeGguf because that writer cannot yet grow its
  * header buffer past 64 KiB (ByteSink reads `this.view` before `reserve` replaces it).
@@ -115,12 +117,23 @@ const ARCHITECTURE: [string, GgufValue][] = [
 
 export type VocabKind = "qwen2" | number;
 
-/** Tokenizer metadata as the synthetic models carry it, optionally edited. */
+export function presetVocab(preset: "tiny" | "demo"): VocabKind {
+  return PRESETS[preset]!.vocab;
+}
+
+const builtVocabularies = new Map<VocabKind, readonly [string, GgufValue][]>();
+
+/**
+ * Tokenizer metadata as the synthetic models carry it, optionally edited. Built once per kind: an
+ * edit must replace values (entries.set), never change them in place.
+ */
 export function vocabMetadataEntries(
   kind: VocabKind,
   edit: (entries: Map<string, GgufValue>) => void = () => {},
 ): [string, GgufValue][] {
-  const entries = new Map(buildVocab({ kind }).metadata);
+  let built = builtVocabularies.get(kind);
+  if (!built) builtVocabularies.set(kind, (built = buildVocab({ kind }).metadata));
+  const entries = new Map(built);
   edit(entries);
   return [...entries];
 }
@@ -129,13 +142,17 @@ export function vocabMetadata(kind: VocabKind, edit?: (entries: Map<string, Gguf
   return new GgufMetadata(`synthetic ${kind} vocabulary`, new Map(vocabMetadataEntries(kind, edit)));
 }
 
-/** A cached vocabulary-only GGUF; `variant` names an edit so differently edited files do not collide. */
-export function vocabGguf(kind: VocabKind, variant = "", edit?: (entries: Map<string, GgufValue>) => void): string {
-  const name = `tokenizer-vocab-${kind}${variant ? `-${variant}` : ""}.gguf`;
-  const path = join(TEST_CACHE, name);
+/**
+ * A cached vocabulary-only GGUF. An edited vocabulary is named by a hash of its metadata, so a
+ * changed edit never reuses a stale file.
+ */
+export function vocabGguf(kind: VocabKind, edit?: (entries: Map<string, GgufValue>) => void): string {
+  const edited = edit ? vocabMetadataEntries(kind, edit) : undefined;
+  const suffix = edited ? `-${createHash("sha256").update(JSON.stringify(edited)).digest("hex").slice(0, 16)}` : "";
+  const path = join(TEST_CACHE, `tokenizer-vocab-${kind}${suffix}.gguf`);
   if (!existsSync(path)) {
     mkdirSync(TEST_CACHE, { recursive: true });
-    writeMetadataOnlyGguf(path, [...ARCHITECTURE, ...vocabMetadataEntries(kind, edit)]);
+    writeMetadataOnlyGguf(path, [...ARCHITECTURE, ...(edited ?? vocabMetadataEntries(kind))]);
   }
   return path;
 }

@@ -1,0 +1,1 @@
+export { ChatTemplate, ChatTemplateError, type ChatMessage, type ChatRenderOptions } from "./template.js";

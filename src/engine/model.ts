@@ -1,0 +1,277 @@
+import { ChatMessage, ChatTemplate } from "../chat/index.js";
+import { GgufFile } from "../gguf/reader.js";
+import { Kernels, KvType } from "../kernels/api.js";
+import { SmallThinkerConfig } from "../model/config.js";
+import { loadSmallThinker } from "../model/load.js";
+import { SmallThinkerModel } from "../model/model.js";
+import { Sampler } from "../sampling/index.js";
+import { StreamingDecoder, Tokenizer } from "../tokenizer/index.js";
+import { createKernels, KernelChoice } from "./kernels.js";
+import { FinishReason, GenerateOptions, Generation, GenerationResult } from "./generation.js";
+import { StopMatcher } from "./stop.js";
+
+export interface LoadModelOptions {
+  /** Context size in tokens (default 4096, at most the model's). */
+  contextSize?: number;
+  /** Prompt tokens evaluated per batch (default 256). */
+  batchSize?: number;
+  /** KV cache element type (default f16). */
+  kvType?: KvType;
+  /** Skip expert neurons whose gate is ≤ 0 (default true; results are identical either way). */
+  sparse?: boolean;
+  /** Worker threads for the kernels (default: the core count). */
+  threads?: number;
+  /** Kernel implementation (default "auto": WebAssembly SIMD when available). */
+  kernels?: KernelChoice;
+}
+
+export interface ModelInfo {
+  name: string;
+  description: string;
+  /** The file says its weights are synthetic (random). */
+  synthetic: boolean;
+}
+
+export interface ChatOptions extends GenerateOptions {
+  tools?: unknown[];
+}
+
+/** A FIFO lock: requests run one at a time in arrival order. */
+class Queue {
+  private tail: Promise<void> = Promise.resolve();
+  private waiting = 0;
+
+  get length(): number {
+    return this.waiting;
+  }
+
+  async acquire(): Promise<() => void> {
+    this.waiting++;
+    let release!: () => void;
+    const previous = this.tail;
+    this.tail = new Promise((resolve) => (release = resolve));
+    await previous;
+    this.waiting--;
+    return release;
+  }
+}
+
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+}
+
+const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * A loaded SmallThinker model: tokenizer, chat template and one KV-cached sequence. Requests are
+ * served one at a time; a request that shares a prefix with the previous one reuses its KV cache.
+ */
+export class Model {
+  readonly config: SmallThinkerConfig;
+  readonly tokenizer: Tokenizer;
+  readonly chatTemplate: ChatTemplate;
+  readonly info: ModelInfo;
+  private readonly queue = new Queue();
+  /** Tokens whose keys and values are in the KV cache, in order. */
+  private evaluated: number[] = [];
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    readonly engine: SmallThinkerModel,
+    readonly kernels: Kernels,
+    tokenizer: Tokenizer,
+    chatTemplate: ChatTemplate,
+    info: ModelInfo,
+  ) {
+    this.config = engine.config;
+    this.tokenizer = tokenizer;
+    this.chatTemplate = chatTemplate;
+    this.info = info;
+  }
+
+  static async load(path: string, options: LoadModelOptions = {}): Promise<Model> {
+    const header = GgufFile.open(path);
+    let tokenizer: Tokenizer;
+    let chatTemplate: ChatTemplate;
+    let info: ModelInfo;
+    try {
+      const meta = header.metadata;
+      tokenizer = Tokenizer.fromGguf(meta);
+      const text = (id: number | null) => (id === null ? "" : tokenizer.tokenText(id));
+      chatTemplate = ChatTemplate.fromGguf(meta.optionalString("tokenizer.chat_template"), { bos: text(tokenizer.bosId), eos: text(tokenizer.eosId) });
+      info = {
+        name: meta.optionalString("general.name") ?? path,
+        description: meta.optionalString("general.description") ?? "",
+        synthetic: meta.has("synth.seed"),
+      };
+    } finally {
+      header.close();
+    }
+    const kernels = await createKernels(options.kernels ?? "auto", options.threads);
+    try {
+      const engine = loadSmallThinker(path, kernels, options);
+      return new Model(path, engine, kernels, tokenizer, chatTemplate, info);
+    } catch (error) {
+      await kernels.dispose();
+      throw error;
+    }
+  }
+
+  /** Requests waiting for the model. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  get contextSize(): number {
+    return this.engine.kv.contextSize;
+  }
+
+  tokenize(text: string, parseSpecial = true): number[] {
+    return this.tokenizer.encode(text, { parseSpecial });
+  }
+
+  detokenize(ids: readonly number[]): string {
+    return this.tokenizer.decode(ids);
+  }
+
+  /** The prompt a chat renders to, through the model's chat template. */
+  renderChat(messages: ChatMessage[], tools?: unknown[]): string {
+    return this.chatTemplate.render(messages, { addGenerationPrompt: true, tools });
+  }
+
+  chat(messages: ChatMessage[], options: ChatOptions = {}): Generation {
+    const { tools, ...rest } = options;
+    return this.generate(this.renderChat(messages, tools), rest);
+  }
+
+  /** Generates a continuation of `prompt` (text, or token ids). */
+  generate(prompt: string | readonly number[], options: GenerateOptions = {}): Generation {
+    if (this.closed) throw new Error("the model is closed");
+    const { maxTokens, stop = [], ignoreEos = false, signal, ...sampling } = options;
+    if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 0)) {
+      throw new RangeError(`maxTokens must be a whole number ≥ 0, got ${maxTokens}`);
+    }
+    const promptIds = typeof prompt === "string" ? this.tokenize(prompt) : [...prompt];
+    if (promptIds.length === 0) throw new RangeError("the prompt is empty: at least one token is needed");
+    if (promptIds.length >= this.contextSize) {
+      throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${this.contextSize} (and one is needed to generate)`);
+    }
+    const sampler = new Sampler(sampling, this.config.vocabSize);
+    const model = this;
+    const queuedAt = performance.now();
+    return new Generation(async function* (finish) {
+      const release = await model.queue.acquire();
+      const tokens: number[] = [];
+      let text = "";
+      let finishReason: FinishReason = "abort";
+      const timings = { queuedMs: performance.now() - queuedAt, promptMs: 0, firstTokenMs: 0, generateMs: 0 };
+      let cached = 0;
+      const decoder = new StreamingDecoder(model.tokenizer);
+      const stops = new StopMatcher(stop);
+      let stoppedByString = false;
+      try {
+        const promptStart = performance.now();
+        const { logits, reused } = model.evaluatePrompt(promptIds);
+        cached = reused;
+        timings.promptMs = performance.now() - promptStart;
+        let current = logits;
+        const history = [...promptIds];
+        const generateStart = performance.now();
+        for (;;) {
+          if (signal?.aborted) break;
+          if (maxTokens !== undefined && tokens.length >= maxTokens) {
+            finishReason = "length";
+            break;
+          }
+          const token = sampler.sample(current, history);
+          if (!ignoreEos && model.tokenizer.isEndOfGeneration(token)) {
+            finishReason = "stop";
+            break;
+          }
+          tokens.push(token);
+          history.push(token);
+          if (tokens.length === 1) timings.firstTokenMs = performance.now() - queuedAt;
+          const piece = stops.push(decoder.push(token));
+          text += piece.text;
+          if (piece.text) yield piece.text;
+          if (piece.stopped) {
+            finishReason = "stop";
+            stoppedByString = true;
+            break;
+          }
+          if (model.engine.kv.length >= model.contextSize) {
+            finishReason = "length";
+            break;
+          }
+          current = model.evaluate([token]);
+          await nextTick();
+        }
+        if (!stoppedByString) {
+          const tail = stops.push(decoder.flush()).text + stops.flush();
+          text += tail;
+          if (tail) yield tail;
+        }
+        timings.generateMs = performance.now() - generateStart;
+      } finally {
+        release();
+        finish({ text, tokens, promptTokens: promptIds.length, cachedPromptTokens: cached, completionTokens: tokens.length, finishReason, timings });
+      }
+    });
+  }
+
+  /** Brings the KV cache to `ids` minus the last token, evaluates the rest, returns the last logits. */
+  private evaluatePrompt(ids: number[]): { logits: Float32Array; reused: number } {
+    let keep = Math.min(commonPrefix(this.evaluated, ids), ids.length - 1);
+    if (!this.engine.kv.truncate(keep)) {
+      keep = 0;
+      this.engine.kv.truncate(0);
+    }
+    this.evaluated = this.evaluated.slice(0, keep);
+    return { logits: this.evaluate(ids.slice(keep)), reused: keep };
+  }
+
+  private evaluate(ids: number[]): Float32Array {
+    let last: Float32Array | undefined;
+    this.engine.forward(ids, { logits: "last", onLogits: (_, logits) => (last = Float32Array.from(logits)) });
+    this.evaluated.push(...ids);
+    return last!;
+  }
+
+  /**
+   * Every position's logits for `ids`, evaluated from an empty context (for comparing engines).
+   * `onRow` receives each row in order; the array is reused after the call returns.
+   */
+  async logits(ids: readonly number[], onRow: (position: number, logits: Float32Array) => void): Promise<void> {
+    const release = await this.queue.acquire();
+    try {
+      this.engine.kv.truncate(0);
+      this.evaluated = [];
+      this.engine.forward(ids, { logits: "all", onLogits: onRow });
+      this.evaluated = [...ids];
+    } finally {
+      release();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const release = await this.queue.acquire();
+    try {
+      this.engine.close();
+      await this.kernels.dispose();
+    } finally {
+      release();
+    }
+  }
+}
+
+/** Loads a SmallThinker GGUF for generation. */
+export function loadModel(path: string, options: LoadModelOptions = {}): Promise<Model> {
+  return Model.load(path, options);
+}
+
+export type { GenerationResult };

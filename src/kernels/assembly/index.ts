@@ -1,0 +1,64 @@
+// The module's exports: every entry point takes plain numbers (pointers into the imported shared
+// memory, sizes, and the range of the work that one thread does).
+
+import { q8RowBytes, quantizeBlocks, roundToBf16, roundToF16 } from "./activations";
+import { packDownQuant, transposeFloat } from "./down";
+import { elementBytes } from "./floats";
+import { Q4_0, Q8_0, packQuantMatrix } from "./quantized";
+
+export { initConstants } from "./simd";
+export { quantMatmul, quantGatheredRows } from "./quantized";
+export { floatMatmul, floatGatheredRows } from "./floats";
+export { expertGateUp, expertTokenBytes } from "./expert";
+export { expertDown } from "./down";
+export { attendChunks, attendUnit, chunkCount, foldStored } from "./attention";
+export { add, dequantizeRows, moeCombine, rmsNorm, rope, storeKv } from "./elementwise";
+
+// Activation formats, numbered as in src/kernels/wasm/exports.ts.
+const FORMAT_F16: i32 = 1;
+const FORMAT_BF16: i32 = 2;
+const FORMAT_Q8: i32 = 3;
+
+export function activationRowBytes(format: i32, cols: i32): usize {
+  return format == FORMAT_Q8 ? q8RowBytes(cols) : ((<usize>cols << 2) + 15) & ~15;
+}
+
+/** Prepares rows [r0, r1) of f32 rows at src (cols each) into rows of `format` at dst. */
+export function prepareRows(format: i32, src: usize, cols: i32, dst: usize, r0: i32, r1: i32): void {
+  const rowBytes = activationRowBytes(format, cols);
+  for (let r = r0; r < r1; r++) {
+    const from = src + <usize>r * <usize>cols * 4;
+    const to = dst + <usize>r * rowBytes;
+    if (format == FORMAT_Q8) quantizeBlocks(from, cols, to, 0, cols >> 5);
+    else if (format == FORMAT_F16) roundToF16(from, to, cols);
+    else if (format == FORMAT_BF16) roundToBf16(from, to, cols);
+    else memory.copy(to, from, <usize>cols << 2);
+  }
+}
+
+/** Bytes of `rows` GGUF rows of `cols` values. */
+function fileBytes(type: i32, rows: i32, cols: i32): usize {
+  if (type == Q4_0 || type == Q8_0) return <usize>rows * <usize>(cols >> 5) * (type == Q4_0 ? 18 : 34);
+  return <usize>rows * <usize>cols * elementBytes(type);
+}
+
+/** Packs `rows` GGUF rows at src into the kernels' matrix layout at dst. */
+export function packMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i32): void {
+  if (type == Q4_0 || type == Q8_0) packQuantMatrix(type, src, dst, rows, cols);
+  else memory.copy(dst, src, fileBytes(type, rows, cols));
+}
+
+/**
+ * Packs an expert's down matrix as the file holds it (`rows` × `cols`, see DownLayout): llama.cpp's
+ * orientation becomes neuron-major (quantized) or one row per neuron (floats); PowerInfer's is
+ * already one row per neuron.
+ */
+export function packDown(type: i32, upstream: bool, src: usize, dst: usize, rows: i32, cols: i32): void {
+  if (!upstream) {
+    memory.copy(dst, src, fileBytes(type, rows, cols));
+  } else if (type == Q4_0 || type == Q8_0) {
+    packDownQuant(type, src, dst, rows, cols);
+  } else {
+    transposeFloat(<i32>elementBytes(type), src, dst, rows, cols);
+  }
+}

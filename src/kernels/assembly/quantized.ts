@@ -1,0 +1,286 @@
+// Q4_0 and Q8_0 matrices times q8 activations.
+//
+// Packed layout: rows in groups of 4 (the last group zero-padded). A group of nb blocks is
+//   [nb × 4 f16 scales] [nb × 4 rows × block values]
+// with 16 nibble bytes per Q4_0 row-block (GGUF's order: low nibbles are elements 0..15, high
+// nibbles 16..31) and 32 bytes per Q8_0 row-block. One 4-row group is one vector of results.
+//
+// Every result equals the reference bit for bit: per block the integer sum is exact, it is scaled by
+// f32(d_w · d_x) and added to the row's f32 accumulator in block order; lanes are rows, never blocks.
+
+import { q8Bias, q8I16, q8Scales } from "./activations";
+import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
+
+export const Q4_0: i32 = 2;
+export const Q8_0: i32 = 8;
+
+@inline export function groupBlockBytes(type: i32): usize {
+  return type == Q4_0 ? 72 : 136;
+}
+
+@inline function rowBlockBytes(type: i32): usize {
+  return type == Q4_0 ? 16 : 32;
+}
+
+/** The i8/i16 row of token t: rows are consecutive, or picked by an i32 index list. */
+@inline export function activationRow(x: usize, stride: usize, index: usize, t: i32): usize {
+  return index ? x + <usize>load<i32>(index + (<usize>t << 2)) * stride : x + <usize>t * stride;
+}
+
+/** Σ q·x over one block for four Q4_0 rows (nibbles unsigned; the -8 comes later). */
+@inline function q4Sums(p0: usize, p1: usize, p2: usize, p3: usize, x8: usize, x16: usize, mask: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const xl = v128.load(x8);
+    const xh = v128.load(x8, 16);
+    const w0 = v128.load(p0);
+    const w1 = v128.load(p1);
+    const w2 = v128.load(p2);
+    const w3 = v128.load(p3);
+    const s0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(w0, mask)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, v128.and(i16x8.shr_u(w0, 4), mask)));
+    const s1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(w1, mask)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, v128.and(i16x8.shr_u(w1, 4), mask)));
+    const s2 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(w2, mask)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, v128.and(i16x8.shr_u(w2, 4), mask)));
+    const s3 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(w3, mask)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, v128.and(i16x8.shr_u(w3, 4), mask)));
+    return i16Rows(s0, s1, s2, s3);
+  } else {
+    const x0 = v128.load(x16);
+    const x1 = v128.load(x16, 16);
+    const x2 = v128.load(x16, 32);
+    const x3 = v128.load(x16, 48);
+    return transposeSum(q4RowWide(p0, x0, x1, x2, x3, mask), q4RowWide(p1, x0, x1, x2, x3, mask),
+      q4RowWide(p2, x0, x1, x2, x3, mask), q4RowWide(p3, x0, x1, x2, x3, mask));
+  }
+}
+
+/**
+ * Row totals of four i16x8 partial sums as i32x4. Each lane of a relaxed-dot sum is at most
+ * 4·127·15 = 7620 in magnitude, so adding four stays within i16 before the widening pair-add.
+ */
+@inline function i16Rows(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a = i16x8.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
+  const b = i16x8.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i64x2.shuffle(a, b, 0, 2), i64x2.shuffle(a, b, 1, 3)));
+}
+
+@inline function q4RowWide(p: usize, x0: v128, x1: v128, x2: v128, x3: v128, mask: v128): v128 {
+  const w = v128.load(p);
+  const lo = v128.and(w, mask);
+  const hi = v128.and(i16x8.shr_u(w, 4), mask);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), x3)));
+}
+
+@inline function q8Row(p: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const a = v128.load(p);
+  const b = v128.load(p, 16);
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), x3)));
+}
+
+/** Σ q·x over one block for four Q8_0 rows. */
+@inline function q8Sums(p0: usize, p1: usize, p2: usize, p3: usize, x16: usize): v128 {
+  const x0 = v128.load(x16);
+  const x1 = v128.load(x16, 16);
+  const x2 = v128.load(x16, 32);
+  const x3 = v128.load(x16, 48);
+  return transposeSum(q8Row(p0, x0, x1, x2, x3), q8Row(p1, x0, x1, x2, x3), q8Row(p2, x0, x1, x2, x3), q8Row(p3, x0, x1, x2, x3));
+}
+
+/** acc + f32(isum) · (d_w · d_x): the reference's per-block step, four rows at once. */
+@inline function accumulate(acc: v128, isum: v128, weightScales: v128, xScale: usize): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(weightScales, v128.load32_splat(xScale))));
+}
+
+/** Stores the first `valid` lanes of v at p (the last group of a matrix may be partial). */
+@inline export function storeLanes(p: usize, v: v128, valid: i32): void {
+  if (valid >= 4) {
+    v128.store(p, v);
+    return;
+  }
+  v128.store32_lane(p, v, 0);
+  if (valid > 1) v128.store32_lane(p, v, 1, 4);
+  if (valid > 2) v128.store32_lane(p, v, 2, 8);
+}
+
+/** Four rows (given by their block-0 value and scale addresses) · one activation row. */
+@inline function dotRows4(type: i32, nb: i32, p0: usize, p1: usize, p2: usize, p3: usize, scales: usize, gathered: bool,
+  s1: usize, s2: usize, s3: usize, x: usize, cols: i32, step: usize, scaleStep: usize): v128 {
+  const mask = constant(NIBBLE_MASK);
+  const signEm = constant(F16_SIGN_EM);
+  const pow2_112 = constant(POW2_112);
+  const x16 = q8I16(x, cols);
+  const xScales = q8Scales(x, cols);
+  const xBias = q8Bias(x, cols);
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const o = <usize>b * step;
+    let sums: v128;
+    if (type == Q4_0) {
+      sums = i32x4.sub(q4Sums(p0 + o, p1 + o, p2 + o, p3 + o, x + (<usize>b << 5), x16 + (<usize>b << 6), mask),
+        v128.load32_splat(xBias + (<usize>b << 2)));
+    } else {
+      sums = q8Sums(p0 + o, p1 + o, p2 + o, p3 + o, x16 + (<usize>b << 6));
+    }
+    const so = <usize>b * scaleStep;
+    let h: v128;
+    if (gathered) {
+      h = v128.load16_lane(scales + so, i32x4.splat(0), 0);
+      h = v128.load16_lane(s1 + so, h, 1);
+      h = v128.load16_lane(s2 + so, h, 2);
+      h = v128.load16_lane(s3 + so, h, 3);
+      h = i32x4.extend_low_i16x8_s(h);
+    } else {
+      h = v128.load16x4_s(scales + so);
+    }
+    acc = accumulate(acc, sums, halvesToF32Finite(h, signEm, pow2_112), xScales + (<usize>b << 2));
+  }
+  return acc;
+}
+
+/**
+ * The relaxed-SIMD Q4_0 tile: one 4-row group times four activation rows. The group's nibbles are
+ * unpacked once per block and shared by the four rows.
+ */
+@inline function q4Tile4(nb: i32, group: usize, x0: usize, x1: usize, x2: usize, x3: usize, cols: i32,
+  y: usize, yStride: usize, valid: i32): void {
+  const mask = constant(NIBBLE_MASK);
+  const signEm = constant(F16_SIGN_EM);
+  const pow2_112 = constant(POW2_112);
+  const scaleBase = q8Scales(0, cols);
+  const biasBase = q8Bias(0, cols);
+  const nibbles = group + (<usize>nb << 3);
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const q = nibbles + (<usize>b << 6);
+    const w0 = v128.load(q);
+    const w1 = v128.load(q, 16);
+    const w2 = v128.load(q, 32);
+    const w3 = v128.load(q, 48);
+    const l0 = v128.and(w0, mask);
+    const h0 = v128.and(i16x8.shr_u(w0, 4), mask);
+    const l1 = v128.and(w1, mask);
+    const h1 = v128.and(i16x8.shr_u(w1, 4), mask);
+    const l2 = v128.and(w2, mask);
+    const h2 = v128.and(i16x8.shr_u(w2, 4), mask);
+    const l3 = v128.and(w3, mask);
+    const h3 = v128.and(i16x8.shr_u(w3, 4), mask);
+    const ws = halvesToF32Finite(v128.load16x4_s(group + (<usize>b << 3)), signEm, pow2_112);
+    const xo = <usize>b << 5;
+    const so = scaleBase + (<usize>b << 2);
+    const bo = biasBase + (<usize>b << 2);
+    a0 = tileStep(a0, x0 + xo, x0 + so, x0 + bo, ws, l0, h0, l1, h1, l2, h2, l3, h3);
+    a1 = tileStep(a1, x1 + xo, x1 + so, x1 + bo, ws, l0, h0, l1, h1, l2, h2, l3, h3);
+    a2 = tileStep(a2, x2 + xo, x2 + so, x2 + bo, ws, l0, h0, l1, h1, l2, h2, l3, h3);
+    a3 = tileStep(a3, x3 + xo, x3 + so, x3 + bo, ws, l0, h0, l1, h1, l2, h2, l3, h3);
+  }
+  storeLanes(y, a0, valid);
+  storeLanes(y + yStride, a1, valid);
+  storeLanes(y + 2 * yStride, a2, valid);
+  storeLanes(y + 3 * yStride, a3, valid);
+}
+
+@inline function tileStep(acc: v128, xb: usize, xScale: usize, xBias: usize, ws: v128,
+  l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128): v128 {
+  const xl = v128.load(xb);
+  const xh = v128.load(xb, 16);
+  const s0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h0));
+  const s1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l1), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h1));
+  const s2 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h2));
+  const s3 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l3), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h3));
+  const sums = i32x4.sub(i16Rows(s0, s1, s2, s3), v128.load32_splat(xBias));
+  return accumulate(acc, sums, ws, xScale);
+}
+
+/**
+ * y[t][r] = W[r]·x[t] for the rows of groups [g0, g1) and all n activation rows. Groups are taken a
+ * chunk at a time (about 128 KiB of weights, which stays in L2) and activation rows four at a time.
+ */
+export function quantMatmul(type: i32, w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
+  y: usize, yStride: usize, g0: i32, g1: i32): void {
+  const nb = cols >> 5;
+  const groupBytes = <usize>nb * groupBlockBytes(type);
+  const chunk = max<i32>(1, <i32>((<usize>131072) / groupBytes));
+  const valuesOffset = <usize>nb << 3;
+  const step = rowBlockBytes(type) * 4;
+  for (let c = g0; c < g1; c += chunk) {
+    const cEnd = min<i32>(c + chunk, g1);
+    let t = 0;
+    if (ASC_FEATURE_RELAXED_SIMD && type == Q4_0) {
+      for (; t + 4 <= n; t += 4) {
+        const x0 = activationRow(x, xStride, xIndex, t);
+        const x1 = activationRow(x, xStride, xIndex, t + 1);
+        const x2 = activationRow(x, xStride, xIndex, t + 2);
+        const x3 = activationRow(x, xStride, xIndex, t + 3);
+        for (let g = c; g < cEnd; g++) {
+          q4Tile4(nb, w + <usize>g * groupBytes, x0, x1, x2, x3, cols, y + <usize>t * yStride + (<usize>g << 4), yStride, rows - (g << 2));
+        }
+      }
+    }
+    for (; t < n; t++) {
+      const xt = activationRow(x, xStride, xIndex, t);
+      for (let g = c; g < cEnd; g++) {
+        const group = w + <usize>g * groupBytes;
+        const v = group + valuesOffset;
+        const r = rowBlockBytes(type);
+        const acc = dotRows4(type, nb, v, v + r, v + 2 * r, v + 3 * r, group, false, 0, 0, 0, xt, cols, step, 8);
+        storeLanes(y + <usize>t * yStride + (<usize>g << 4), acc, rows - (g << 2));
+      }
+    }
+  }
+}
+
+/**
+ * out[r] = W[r]·x for the `count` rows listed (i32) at `list` — the sparse up projection. Rows are
+ * gathered four at a time from anywhere in the packed matrix; the arithmetic is that of
+ * `quantMatmul`, so a row's result does not depend on which rows it was gathered with.
+ */
+export function quantGatheredRows(type: i32, w: usize, cols: i32, list: usize, count: i32, x: usize, out: usize): void {
+  const nb = cols >> 5;
+  const groupBytes = <usize>nb * groupBlockBytes(type);
+  const valuesOffset = <usize>nb << 3;
+  const r = rowBlockBytes(type);
+  const step = r * 4;
+  for (let k = 0; k < count; k += 4) {
+    const i0 = load<i32>(list + (<usize>k << 2));
+    const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
+    const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
+    const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
+    const g0 = w + <usize>(i0 >> 2) * groupBytes;
+    const g1 = w + <usize>(i1 >> 2) * groupBytes;
+    const g2 = w + <usize>(i2 >> 2) * groupBytes;
+    const g3 = w + <usize>(i3 >> 2) * groupBytes;
+    const acc = dotRows4(type, nb,
+      g0 + valuesOffset + <usize>(i0 & 3) * r, g1 + valuesOffset + <usize>(i1 & 3) * r,
+      g2 + valuesOffset + <usize>(i2 & 3) * r, g3 + valuesOffset + <usize>(i3 & 3) * r,
+      g0 + (<usize>(i0 & 3) << 1), true, g1 + (<usize>(i1 & 3) << 1), g2 + (<usize>(i2 & 3) << 1), g3 + (<usize>(i3 & 3) << 1),
+      x, cols, step, 8);
+    store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
+    if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
+    if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
+    if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+  }
+}
+
+/** Packs `rows` GGUF rows of Q4_0/Q8_0 at src into the grouped layout at dst. */
+export function packQuantMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i32): void {
+  const nb = cols >> 5;
+  const fileBlock: usize = type == Q4_0 ? 18 : 34;
+  const r = rowBlockBytes(type);
+  const groupBytes = <usize>nb * groupBlockBytes(type);
+  const groups = (rows + 3) >> 2;
+  memory.fill(dst, 0, <usize>groups * groupBytes);
+  for (let row = 0; row < rows; row++) {
+    const group = dst + <usize>(row >> 2) * groupBytes;
+    const lane = <usize>(row & 3);
+    const from = src + <usize>row * <usize>nb * fileBlock;
+    for (let b = 0; b < nb; b++) {
+      const block = from + <usize>b * fileBlock;
+      store<u16>(group + (<usize>b << 3) + (lane << 1), load<u16>(block));
+      memory.copy(group + (<usize>nb << 3) + <usize>b * r * 4 + lane * r, block + 2, r);
+    }
+  }
+}

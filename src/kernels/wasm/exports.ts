@@ -1,0 +1,66 @@
+import { readFile } from "node:fs/promises";
+import { setFlagsFromString } from "node:v8";
+
+/** The kernel module's exports (src/kernels/assembly/index.ts); pointers are byte offsets. */
+export interface KernelExports {
+  initConstants(): void;
+  activationRowBytes(format: number, cols: number): number;
+  prepareRows(format: number, src: number, cols: number, dst: number, r0: number, r1: number): void;
+  packMatrix(type: number, src: number, dst: number, rows: number, cols: number): void;
+  packDown(type: number, upstream: number, src: number, dst: number, rows: number, cols: number): void;
+  quantMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
+    y: number, yStride: number, g0: number, g1: number): void;
+  floatMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
+    y: number, yStride: number, r0: number, r1: number): void;
+  expertTokenBytes(ffn: number): number;
+  expertGateUp(type: number, gate: number, up: number, hidden: number, ffn: number, x: number, xStride: number, xRows: number,
+    n: number, scratch: number, tokenStride: number, downKind: number, n0: number, n1: number, sparse: number): number;
+  expertDown(type: number, quantUpstream: number, down: number, hidden: number, ffn: number, n: number, scratch: number,
+    tokenStride: number, y: number, yStride: number, list: number, r0: number, r1: number): void;
+  attendChunks(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
+    scale: number, position: number, window: number, chunkSize: number, c0: number, c1: number, scratch: number, partials: number): void;
+  attendUnit(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
+    scale: number, position: number, window: number, chunkSize: number, scratch: number, chunkScratchBytes: number, out: number): void;
+  chunkCount(position: number, window: number, chunkSize: number): number;
+  foldStored(partials: number, count: number, group: number, headDim: number, out: number): void;
+  rmsNorm(src: number, weight: number, cols: number, eps: number, dst: number, r0: number, r1: number): void;
+  rope(x: number, heads: number, headDim: number, cos: number, sin: number, t0: number, t1: number): void;
+  add(a: number, b: number, dst: number, i0: number, i1: number): void;
+  moeCombine(y: number, weights: number, k: number, hidden: number, residual: number, out: number, t0: number, t1: number): void;
+  storeKv(kCache: number, vCache: number, half: number, capacity: number, width: number, k: number, v: number, positions: number,
+    n: number, s0: number, s1: number): void;
+  dequantizeRows(type: number, src: number, cols: number, dst: number, r0: number, r1: number): void;
+}
+
+/** Activation format numbers as the module knows them. */
+export const FORMAT_NUMBER = { f32: 0, f16: 1, bf16: 2, q8: 3 } as const;
+
+export type SimdLevel = "relaxed" | "simd128";
+
+const BINARY_DIR = new URL("../../../../build/kernels/", import.meta.url);
+
+let relaxedFlagSet = false;
+
+/**
+ * Compiles the kernel module: the relaxed-SIMD build when this engine validates it (Node 20 needs
+ * the flag, set before compiling; workers inherit it), else the plain SIMD128 build.
+ */
+export async function compileKernels(prefer: SimdLevel = "relaxed"): Promise<{ module: WebAssembly.Module; level: SimdLevel }> {
+  if (prefer === "relaxed") {
+    if (!relaxedFlagSet) {
+      setFlagsFromString("--experimental-wasm-relaxed-simd");
+      relaxedFlagSet = true;
+    }
+    const bytes = await readFile(new URL("relaxed.wasm", BINARY_DIR));
+    if (WebAssembly.validate(bytes)) return { module: await WebAssembly.compile(bytes), level: "relaxed" };
+  }
+  const bytes = await readFile(new URL("simd128.wasm", BINARY_DIR));
+  return { module: await WebAssembly.compile(bytes), level: "simd128" };
+}
+
+/** An instance of the module on one arena's memory, constants written. */
+export function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): KernelExports {
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+  exports.initConstants();
+  return exports;
+}

@@ -1,0 +1,62 @@
+import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../../gguf/types.js";
+import { DownLayout, WeightKind } from "../api.js";
+
+/**
+ * The bottom of every arena belongs to the kernels:
+ *   [0, 4 KiB)            vector constants (written by each instance)
+ *   per thread            THREAD_SCRATCH_BYTES of scratch (attention chunks, neuron lists)
+ *   PARTIALS_BYTES        chunk summaries of a decode step's attention, spread over threads
+ */
+const CONSTANTS_BYTES = 4096;
+export const THREAD_SCRATCH_BYTES = 256 << 10;
+export const PARTIALS_BYTES = 2 << 20;
+
+export function reservedBytes(threads: number): number {
+  return CONSTANTS_BYTES + threads * THREAD_SCRATCH_BYTES + PARTIALS_BYTES;
+}
+
+export function threadScratch(index: number): number {
+  return CONSTANTS_BYTES + index * THREAD_SCRATCH_BYTES;
+}
+
+export function partialsArea(threads: number): number {
+  return CONSTANTS_BYTES + threads * THREAD_SCRATCH_BYTES;
+}
+
+/** Positions per attention chunk: fixed, so results never depend on how chunks are shared out. */
+export const ATTENTION_CHUNK = 256;
+
+/** Scratch of one attention chunk: group × chunk scores, a 16-wide value tile, one key row. */
+export function attentionChunkScratch(group: number, headDim: number): number {
+  return 4 * (group * ATTENTION_CHUNK + 16 * ATTENTION_CHUNK + headDim);
+}
+
+export function partialBytes(group: number, headDim: number): number {
+  return 4 * group * (headDim + 2);
+}
+
+const QUANT_GROUP_BLOCK_BYTES: Partial<Record<GgmlType, number>> = { [GgmlType.Q4_0]: 72, [GgmlType.Q8_0]: 136 };
+const FLOAT_TYPES = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
+
+export function isQuant(type: GgmlType): boolean {
+  return type === GgmlType.Q4_0 || type === GgmlType.Q8_0;
+}
+
+export function checkType(type: GgmlType, cols: number): void {
+  if (!isQuant(type) && !FLOAT_TYPES.has(type)) throw new Error(`wasm kernels: no kernels for ${ggmlTypeName(type)}`);
+  if (isQuant(type) && cols % 32 !== 0) throw new Error(`wasm kernels: ${ggmlTypeName(type)} rows of ${cols} values are not whole blocks`);
+}
+
+/**
+ * Packed sizes. Q4_0/Q8_0 matrices group rows by four (so a matrix packed 64 rows at a time is the
+ * same as packed whole); every other packing keeps the file's size.
+ */
+export function packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols: number, layout?: DownLayout): number {
+  checkType(type, cols);
+  const perGroup = QUANT_GROUP_BLOCK_BYTES[type];
+  if (kind === "matrix" && perGroup !== undefined) return Math.ceil(rows / 4) * (cols / 32) * perGroup;
+  if (kind === "expert-down" && layout === "upstream" && rows % 32 !== 0) {
+    throw new Error(`wasm kernels: expert down with ${rows} hidden rows (a multiple of 32 is needed)`);
+  }
+  return ggmlRowBytes(type, cols) * rows;
+}
