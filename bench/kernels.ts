@@ -95,7 +95,7 @@ async function main(): Promise<void> {
   const matrices = Array.from({ length: MATRICES }, (_, i) => q4Bytes(FFN, HIDDEN, 100 + i));
   const headRaw = q4Bytes(HEAD_ROWS, HIDDEN, 7);
   // Gate rows lean negative against a positive-leaning input, so that about 40% of g is > 0.
-  const gateRaw = q4Bytes(FFN, HIDDEN, 3, -0.004);
+  const gateRaw = q4Bytes(FFN, HIDDEN, 3, -0.011);
   const upRaw = q4Bytes(FFN, HIDDEN, 4);
   const downRaw = q4Bytes(HIDDEN, FFN, 5);
   const x = randoms(64 * HIDDEN, 9, 0.05);

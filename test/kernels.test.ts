@@ -90,7 +90,8 @@ const reference = new ReferenceKernels();
 
 before(async () => {
   wasm1 = await createWasmKernels({ threads: 1, simd: SIMD });
-  wasm2 = await createWasmKernels({ threads: 2, simd: SIMD });
+  // Cut every job as finely as it allows, so the comparison with one thread covers every split.
+  wasm2 = await createWasmKernels({ threads: 2, simd: SIMD, unitWork: 1 });
 });
 after(async () => {
   await wasm1.dispose();

@@ -5,7 +5,7 @@ import { GgufFile } from "../src/gguf/index.js";
 import { Random } from "../src/synth/random.js";
 import { Tokenizer } from "../src/tokenizer/index.js";
 import { TRICKY_TEXTS, randomTexts } from "./helpers/tokenizer-corpus.js";
-import { presetVocab, vocabGguf } from "./helpers/tokenizer-gguf.js";
+import { testModel } from "./helpers/models.js";
 import { getOracle } from "./helpers/oracle.js";
 
 const TEXTS = [...TRICKY_TEXTS, ...randomTexts(1100, 20240607)];
@@ -32,7 +32,7 @@ for (const preset of ["tiny", "demo"] as const) {
     let oracle: LlamaModel;
 
     before(async () => {
-      const path = vocabGguf(presetVocab(preset));
+      const path = testModel({ preset });
       const file = GgufFile.open(path);
       try {
         tokenizer = Tokenizer.fromGguf(file.metadata);

@@ -6,7 +6,7 @@ import type { GgufValue } from "../src/gguf/types.js";
 import { gv } from "../src/gguf/writer.js";
 import { Tokenizer } from "../src/tokenizer/index.js";
 import { getOracle } from "./helpers/oracle.js";
-import { presetVocab, vocabGguf, vocabMetadata } from "./helpers/tokenizer-gguf.js";
+import { editedVocabGguf, presetVocab, vocabMetadata } from "./helpers/tokenizer-gguf.js";
 
 /**
  * llama.cpp's rules for unusual vocabularies, checked against llama.cpp itself on edited copies of
@@ -59,7 +59,7 @@ describe("unusual token types and roles, as llama.cpp reads them", async () => {
     ["<unk>", TYPE.UNKNOWN], ["", TYPE.NORMAL], ["<|unused_7|>", TYPE.CONTROL],
   ];
   const idOf = (text: string) => BASE_TOKENS.length + added.findIndex(([t]) => t === text);
-  const path = vocabGguf(KIND, (entries) => {
+  const path = editedVocabGguf(KIND, (entries) => {
     const types = typesOf(entries);
     types[BASE_TOKENS.indexOf("<|im_end|>")] = TYPE.NORMAL;
     entries.set("tokenizer.ggml.token_type", gv.i32s(types));
@@ -108,7 +108,7 @@ describe("unusual token types and roles, as llama.cpp reads them", async () => {
 });
 
 describe("a vocabulary without BOS/EOS ids gets llama.cpp's default (11)", async () => {
-  const path = vocabGguf(KIND, (entries) => {
+  const path = editedVocabGguf(KIND, (entries) => {
     entries.delete("tokenizer.ggml.bos_token_id");
     entries.delete("tokenizer.ggml.eos_token_id");
   });
@@ -126,7 +126,7 @@ describe("a vocabulary without BOS/EOS ids gets llama.cpp's default (11)", async
 });
 
 describe("merge results missing from the vocabulary", async () => {
-  const path = vocabGguf(KIND, (entries) => {
+  const path = editedVocabGguf(KIND, (entries) => {
     const tokens = tokensOf(entries);
     tokens[tokens.indexOf("in")] = "[was in]";
     tokens[tokens.indexOf("ĠĠ")] = "[was two spaces]";

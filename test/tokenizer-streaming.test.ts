@@ -4,7 +4,7 @@ import { GgufFile } from "../src/gguf/index.js";
 import { Random } from "../src/synth/random.js";
 import { StreamingDecoder, Tokenizer } from "../src/tokenizer/index.js";
 import { TRICKY_TEXTS, randomTexts } from "./helpers/tokenizer-corpus.js";
-import { presetVocab, vocabGguf } from "./helpers/tokenizer-gguf.js";
+import { testModel } from "./helpers/models.js";
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
@@ -17,7 +17,7 @@ for (const preset of ["tiny", "demo"] as const) {
     let tokenizer: Tokenizer;
 
     before(() => {
-      const file = GgufFile.open(vocabGguf(presetVocab(preset)));
+      const file = GgufFile.open(testModel({ preset }));
       tokenizer = Tokenizer.fromGguf(file.metadata);
       file.close();
     });

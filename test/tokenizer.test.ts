@@ -6,7 +6,8 @@ import type { GgufValue } from "../src/gguf/types.js";
 import { gv } from "../src/gguf/writer.js";
 import { Tokenizer } from "../src/tokenizer/index.js";
 import { randomTexts } from "./helpers/tokenizer-corpus.js";
-import { presetVocab, vocabGguf, vocabMetadata } from "./helpers/tokenizer-gguf.js";
+import { testModel } from "./helpers/models.js";
+import { vocabMetadata } from "./helpers/tokenizer-gguf.js";
 
 const utf8 = new TextEncoder();
 
@@ -15,7 +16,7 @@ describe("Tokenizer on the real Qwen2 vocabulary", () => {
   let tokenizer: Tokenizer;
 
   before(() => {
-    const file = GgufFile.open(vocabGguf(presetVocab("demo")));
+    const file = GgufFile.open(testModel({ preset: "demo" }));
     metadata = file.metadata;
     file.close();
     tokenizer = Tokenizer.fromGguf(metadata);
@@ -76,10 +77,12 @@ describe("Tokenizer on the real Qwen2 vocabulary", () => {
   });
 
   test("builds from the 151,936-token metadata in well under 2 s", () => {
-    const start = performance.now();
-    Tokenizer.fromGguf(metadata);
-    const elapsed = performance.now() - start;
-    assert.ok(elapsed < 1000, `construction took ${elapsed.toFixed(0)} ms`);
+    const timings = [1, 2].map(() => {
+      const start = performance.now();
+      Tokenizer.fromGguf(metadata);
+      return performance.now() - start;
+    });
+    assert.ok(Math.min(...timings) < 1000, `construction took ${timings.map((t) => t.toFixed(0)).join(", ")} ms`);
   });
 
   // Best of three fresh tokenizers (each with an empty piece cache): the machine is shared, and one

@@ -1,8 +1,9 @@
 import { availableParallelism } from "node:os";
-import { LoadModelOptions } from "../engine/model.js";
+import { LoadModelOptions, PolicyName } from "../engine/model.js";
 import { KernelChoice } from "../engine/kernels.js";
 import { SamplingOptions } from "../sampling/index.js";
-import { UsageError, parseInteger, parseNumber } from "./args.js";
+import { UsageError, parseInteger, parseNumber, parseSizeOption } from "./args.js";
+
 
 /** Options shared by every command that loads a model. */
 export const MODEL_OPTIONS = {
@@ -13,6 +14,9 @@ export const MODEL_OPTIONS = {
   kernels: { type: "string" },
   "kv-type": { type: "string" },
   "no-sparse": { type: "boolean" },
+  memory: { type: "string" },
+  policy: { type: "string" },
+  "no-prefetch": { type: "boolean" },
 } as const;
 
 export const MODEL_HELP = `Model options:
@@ -22,7 +26,11 @@ export const MODEL_HELP = `Model options:
   -t, --threads N       compute threads (default ${availableParallelism()}, the core count)
   --kernels K           auto, wasm or reference (default auto)
   --kv-type T           f16 or f32 KV cache (default f16)
-  --no-sparse           compute every expert neuron (same results, slower)`;
+  --no-sparse           compute every expert neuron (same results, slower)
+  --memory SIZE         memory budget for the whole process (e.g. 1GiB, 800M): dense weights stay
+                        resident, the hottest experts are cached, the rest read from the file
+  --policy P            expert cache policy: frequency (default) or lru
+  --no-prefetch         read experts only when needed instead of during attention`;
 
 type ModelValues = { [K in keyof typeof MODEL_OPTIONS]?: (typeof MODEL_OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
 
@@ -30,6 +38,8 @@ export function loadOptions(values: ModelValues): LoadModelOptions {
   const kernels = values.kernels ?? "auto";
   if (!["auto", "wasm", "reference"].includes(kernels)) throw new UsageError(`--kernels: expected auto, wasm or reference, got "${kernels}"`);
   const kvType = values["kv-type"] ?? "f16";
+  const policy = values.policy ?? "frequency";
+  if (policy !== "frequency" && policy !== "lru") throw new UsageError(`--policy: expected frequency or lru, got "${policy}"`);
   if (kvType !== "f16" && kvType !== "f32") throw new UsageError(`--kv-type: expected f16 or f32, got "${kvType}"`);
   return {
     contextSize: parseInteger(values.ctx, "--ctx", 16, 1 << 24),
@@ -38,6 +48,9 @@ export function loadOptions(values: ModelValues): LoadModelOptions {
     kernels: kernels as KernelChoice,
     kvType,
     sparse: !values["no-sparse"],
+    memory: values.memory === undefined ? undefined : parseSizeOption(values.memory, "--memory"),
+    policy: policy as PolicyName,
+    prefetch: !values["no-prefetch"],
   };
 }
 

@@ -9,6 +9,9 @@ import { StreamingDecoder, Tokenizer } from "../tokenizer/index.js";
 import { createKernels, KernelChoice } from "./kernels.js";
 import { FinishReason, GenerateOptions, Generation, GenerationResult } from "./generation.js";
 import { StopMatcher } from "./stop.js";
+import { parseSize } from "./size.js";
+import type { PolicyName } from "../experts/policy.js";
+import type { MemoryPlan } from "../model/plan.js";
 
 export interface LoadModelOptions {
   /** Context size in tokens (default 4096, at most the model's). */
@@ -23,6 +26,14 @@ export interface LoadModelOptions {
   threads?: number;
   /** Kernel implementation (default "auto": WebAssembly SIMD when available). */
   kernels?: KernelChoice;
+  /** Memory budget for the whole process, in bytes or as text ("1GiB", "800M"); default: every expert resident. */
+  memory?: number | string;
+  /** Expert cache replacement policy (default "frequency"). */
+  policy?: PolicyName;
+  /** Read experts as soon as the router has chosen them, during attention (default true). */
+  prefetch?: boolean;
+  /** Receives the memory plan before the weights are loaded. */
+  onPlan?: (plan: MemoryPlan) => void;
 }
 
 export interface ModelInfo {
@@ -110,9 +121,10 @@ export class Model {
     } finally {
       header.close();
     }
+    const memory = typeof options.memory === "string" ? parseSize(options.memory) : options.memory;
     const kernels = await createKernels(options.kernels ?? "auto", options.threads);
     try {
-      const engine = loadSmallThinker(path, kernels, options);
+      const engine = loadSmallThinker(path, kernels, { ...options, memory });
       return new Model(path, engine, kernels, tokenizer, chatTemplate, info);
     } catch (error) {
       await kernels.dispose();
@@ -274,4 +286,5 @@ export function loadModel(path: string, options: LoadModelOptions = {}): Promise
   return Model.load(path, options);
 }
 
-export type { GenerationResult };
+export type { GenerationResult, MemoryPlan, PolicyName };
+export { formatPlan } from "../model/plan.js";

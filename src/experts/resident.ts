@@ -45,6 +45,12 @@ export class ResidentExperts implements ExpertSource {
 
   prefetch(): void {}
 
+  ready(): boolean {
+    return true;
+  }
+
+  advance(): void {}
+
   acquire(layer: number, expert: number): ExpertRef {
     this.counters.hits++;
     return this.experts[layer]![expert]!;

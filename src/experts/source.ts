@@ -18,8 +18,12 @@ export interface ExpertCounters {
  */
 export interface ExpertSource {
   prefetch(layer: number, experts: readonly number[]): void;
+  /** Whether the expert can be used without waiting. */
+  ready(layer: number, expert: number): boolean;
   acquire(layer: number, expert: number): ExpertRef;
   release(layer: number, expert: number): void;
+  /** A chunk of `tokens` tokens has been evaluated (the clock of replacement policies). */
+  advance(tokens: number): void;
   readonly counters: ExpertCounters;
   dispose(): void;
 }

@@ -1,8 +1,12 @@
 import { GgufFile } from "../gguf/reader.js";
 import { Kernels, KvType } from "../kernels/api.js";
+import { DirectFile } from "../experts/direct-file.js";
+import { PolicyName } from "../experts/policy.js";
 import { ResidentExperts } from "../experts/resident.js";
+import { ExpertStore } from "../experts/store.js";
 import { readConfig } from "./config.js";
-import { SmallThinkerModel } from "./model.js";
+import { ModelRuntimeOptions, SmallThinkerModel } from "./model.js";
+import { MemoryPlan, planMemory } from "./plan.js";
 import { STAGING_BYTES, WeightLoader } from "./weights.js";
 
 export interface LoadOptions {
@@ -11,28 +15,68 @@ export interface LoadOptions {
   kvType?: KvType;
   sparse?: boolean;
   logitsRows?: number;
+  /** Memory budget in bytes for the whole process; undefined keeps every expert resident. */
+  memory?: number;
+  /** Expert cache replacement policy (default "frequency"). */
+  policy?: PolicyName;
+  /** Read experts as soon as the router has chosen them (default true). */
+  prefetch?: boolean;
+  /** Threads reading experts from the file (default 2). */
+  ioWorkers?: number;
+  /** Expert reads in flight per arena (default 8). */
+  ioDepth?: number;
+  /** Bytes the process holds besides the model (default: measured resident memory plus a margin). */
+  processBytes?: number;
+  /** Receives the memory plan before weights are loaded. */
+  onPlan?: (plan: MemoryPlan) => void;
 }
 
-/** Opens a SmallThinker GGUF and loads every weight into memory. */
+/** Growth of the process after planning (JIT code, V8 heap, thread stacks), kept out of the expert cache. */
+const RUNTIME_MARGIN = 24 << 20;
+
+/** Opens a SmallThinker GGUF and loads it within the memory budget. */
 export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOptions = {}): SmallThinkerModel {
   const file = GgufFile.open(path);
+  let direct: DirectFile | undefined;
   try {
     const config = readConfig(file);
     const batchSize = options.batchSize ?? 256;
-    const runtime = {
+    const runtime: ModelRuntimeOptions = {
       contextSize: Math.min(options.contextSize ?? 4096, config.contextLength),
       batchSize,
       kvType: options.kvType ?? "f16",
       sparse: options.sparse ?? true,
       logitsRows: Math.min(options.logitsRows ?? 8, batchSize),
     };
+    const ioDepth = options.ioDepth ?? 8;
+    const plan = planMemory({
+      file, config, kernels, runtime, budget: options.memory, ioDepth,
+      baseline: options.processBytes ?? process.memoryUsage().rss + file.dataOffset + RUNTIME_MARGIN,
+    });
+    options.onPlan?.(plan);
     const arena = kernels.createArena();
-    const staging = { arena, ptr: arena.alloc(STAGING_BYTES), bytes: STAGING_BYTES };
-    const loader = new WeightLoader(file, kernels, staging);
+    const staging = { arena, ptr: arena.alloc(STAGING_BYTES, 4096), bytes: STAGING_BYTES };
+    direct = new DirectFile(path);
+    const loader = new WeightLoader(direct, kernels, staging);
     const dense = SmallThinkerModel.loadDenseWeights(file, config, loader, arena);
-    return new SmallThinkerModel(file, config, kernels, dense, (arenas) => new ResidentExperts(file, config, kernels, loader, arenas, 64 << 20), arena, runtime);
+    const geometry = { layers: config.layers, experts: config.experts, hidden: config.hidden, ffn: config.expertFfn, downLayout: config.downLayout };
+    const model = new SmallThinkerModel(file, config, kernels, dense, (arenas, headroom) =>
+      plan.allResident
+        ? new ResidentExperts(file, config, kernels, loader, arenas, headroom)
+        : new ExpertStore(file, geometry, kernels, arenas, headroom, {
+            slots: plan.cachedExperts,
+            policy: options.policy ?? "frequency",
+            prefetch: options.prefetch ?? true,
+            ioWorkers: options.ioWorkers ?? 2,
+            ioDepth,
+          }),
+      arena, runtime, plan,
+    );
+    return model;
   } catch (error) {
     file.close();
     throw error;
+  } finally {
+    direct?.close();
   }
 }

@@ -8,6 +8,7 @@ import { SmallThinkerConfig } from "./config.js";
 import { ropeTables } from "./rope.js";
 import { route } from "./routing.js";
 import { WeightLoader } from "./weights.js";
+import type { MemoryPlan } from "./plan.js";
 
 export interface ModelRuntimeOptions {
   contextSize: number;
@@ -70,6 +71,55 @@ export interface ForwardRequest {
   onLogits?: (index: number, logits: Float32Array) => void;
 }
 
+export interface BufferLayout {
+  /** Working buffers in the main arena, by name. */
+  buffers: Record<string, number>;
+  /** Bytes every arena that holds experts needs to run them. */
+  expertScratchBytes: number;
+  embedRowBytes: number;
+  actBytes: number;
+  expertWorkBytes: number;
+}
+
+/** The activation buffers the forward pass allocates (so the memory planner can count them). */
+export function bufferLayout(file: GgufFile, config: SmallThinkerConfig, kernels: Kernels, options: ModelRuntimeOptions): BufferLayout {
+  const { hidden, heads, kvHeads, headDim, expertsUsed, experts, vocabSize } = config;
+  const B = options.batchSize;
+  const qWidth = heads * headDim;
+  const kvWidth = kvHeads * headDim;
+  const embedRowBytes = ggmlRowBytes(file.tensor("token_embd.weight").type, hidden);
+  const formats: ActivationFormat[] = ["f32", "f16", "bf16", "q8"];
+  const actBytes = Math.max(...formats.map((f) => kernels.activationBytes(f, Math.max(hidden, qWidth))));
+  const f32 = (count: number) => 4 * count;
+  const buffers: Record<string, number> = {
+    hidden: f32(B * hidden),
+    residual: f32(B * hidden),
+    normed: f32(B * hidden),
+    q: f32(B * qWidth),
+    k: f32(B * kvWidth),
+    v: f32(B * kvWidth),
+    attention: f32(B * qWidth),
+    projected: f32(B * hidden),
+    routerLogits: f32(B * experts),
+    expertOut: f32(B * expertsUsed * hidden),
+    expertWeights: f32(B * expertsUsed),
+    positions: f32(B),
+    cos: f32((B * headDim) / 2),
+    sin: f32((B * headDim) / 2),
+    logits: f32(options.logitsRows * vocabSize),
+    act: B * actBytes,
+    moeAct: B * actBytes,
+    embedRaw: B * embedRowBytes,
+  };
+  const expertWorkBytes = Math.max(
+    ...Array.from({ length: config.layers }, (_, l) =>
+      kernels.expertScratchBytes(hidden, config.expertFfn, B, file.tensor(`blk.${l}.ffn_gate_exps.weight`).type, file.tensor(`blk.${l}.ffn_down_exps.weight`).type),
+    ),
+  );
+  const expertScratchBytes = B * actBytes + 4 * B + 4 * B * hidden + expertWorkBytes + 4 * 64;
+  return { buffers, expertScratchBytes, embedRowBytes, actBytes, expertWorkBytes };
+}
+
 /** The SmallThinker forward pass over one sequence's KV cache. */
 export class SmallThinkerModel {
   readonly kv: KvCache;
@@ -91,49 +141,25 @@ export class SmallThinkerModel {
     readonly config: SmallThinkerConfig,
     readonly kernels: Kernels,
     readonly weights: DenseWeights,
-    createExperts: (arenas: Arena[]) => ExpertSource,
+    createExperts: (arenas: Arena[], headroom: number) => ExpertSource,
     arena: Arena,
     readonly options: ModelRuntimeOptions,
+    readonly plan: MemoryPlan,
   ) {
     this.arena = arena;
-    const { hidden, heads, kvHeads, headDim, expertsUsed, experts: expertCount, vocabSize } = config;
-    const B = options.batchSize;
-    const qWidth = heads * headDim;
-    const kvWidth = kvHeads * headDim;
-    this.embedRowBytes = ggmlRowBytes(weights.embedding.type, hidden);
-    const formats: ActivationFormat[] = ["f32", "f16", "bf16", "q8"];
-    this.actBytes = Math.max(...formats.map((f) => kernels.activationBytes(f, Math.max(hidden, qWidth))));
-    const f32 = (name: string, count: number) => (this.buffers[name] = arena.alloc(4 * count));
-    f32("hidden", B * hidden);
-    f32("residual", B * hidden);
-    f32("normed", B * hidden);
-    f32("q", B * qWidth);
-    f32("k", B * kvWidth);
-    f32("v", B * kvWidth);
-    f32("attention", B * qWidth);
-    f32("projected", B * hidden);
-    f32("routerLogits", B * expertCount);
-    f32("expertOut", B * expertsUsed * hidden);
-    f32("expertWeights", B * expertsUsed);
-    f32("positions", B);
-    f32("cos", (B * headDim) / 2);
-    f32("sin", (B * headDim) / 2);
-    f32("logits", options.logitsRows * vocabSize);
-    this.buffers.act = arena.alloc(B * this.actBytes);
-    this.buffers.moeAct = arena.alloc(B * this.actBytes);
-    this.buffers.embedRaw = arena.alloc(B * this.embedRowBytes);
-    this.cosTable = new Float32Array((B * headDim) / 2);
-    this.sinTable = new Float32Array((B * headDim) / 2);
-    this.kv = new KvCache(arena, config, { contextSize: options.contextSize, batchSize: B, type: options.kvType });
-    this.stats = new ActivityStats(config.layers, expertCount);
-    this.expertWorkBytes = Math.max(
-      ...Array.from({ length: config.layers }, (_, l) =>
-        kernels.expertScratchBytes(hidden, config.expertFfn, B, file.tensor(`blk.${l}.ffn_gate_exps.weight`).type, file.tensor(`blk.${l}.ffn_down_exps.weight`).type),
-      ),
-    );
+    const layout = bufferLayout(file, config, kernels, options);
+    for (const [name, bytes] of Object.entries(layout.buffers)) this.buffers[name] = arena.alloc(bytes);
+    this.embedRowBytes = layout.embedRowBytes;
+    this.actBytes = layout.actBytes;
+    this.expertWorkBytes = layout.expertWorkBytes;
+    this.cosTable = new Float32Array((options.batchSize * config.headDim) / 2);
+    this.sinTable = new Float32Array((options.batchSize * config.headDim) / 2);
+    this.kv = new KvCache(arena, config, { contextSize: options.contextSize, batchSize: options.batchSize, type: options.kvType });
+    this.stats = new ActivityStats(config.layers, config.experts);
     this.scratchFor(arena);
     this.arenas = [arena];
-    this.experts = createExperts(this.arenas);
+    // Each further arena needs room for the expert scratch and an 8 MiB loading stage.
+    this.experts = createExperts(this.arenas, layout.expertScratchBytes + (16 << 20));
   }
 
   /** Releases the model file and expert storage; the model is unusable afterwards. */
@@ -142,10 +168,6 @@ export class SmallThinkerModel {
     this.file.close();
   }
 
-  /** Working memory an arena that holds experts needs, for planning. */
-  expertScratchBytes(): number {
-    return this.options.batchSize * (this.actBytes + 4 + 4 * this.config.hidden) + this.expertWorkBytes + 4 * 64;
-  }
 
   /** Loads the dense (non-expert) weights into `arena`. */
   static loadDenseWeights(file: GgufFile, config: SmallThinkerConfig, loader: WeightLoader, arena: Arena): DenseWeights {
@@ -271,6 +293,7 @@ export class SmallThinkerModel {
       kernels.moeCombine(arena, this.buffer("expertOut"), this.buffer("expertWeights"), n, config.expertsUsed, hidden, residual, hiddenPtr);
     }
     this.stats.tokens += n;
+    this.experts.advance(n);
   }
 
   /** Router logits from the raw residual entering the layer, then top-k; starts expert reads. */
@@ -308,7 +331,10 @@ export class SmallThinkerModel {
     let moeAct: Ptr | undefined;
     const copiedTo = new Set<Arena>();
     const out = this.buffer("expertOut");
-    for (const e of [...users.keys()].sort((a, b) => a - b)) {
+    // Resident experts first, giving reads still in flight more time; the order does not change
+    // results because each expert's output goes to its own slot before the fixed-order sum.
+    const order = [...users.keys()].sort((a, b) => Number(this.experts.ready(layer, b)) - Number(this.experts.ready(layer, a)) || a - b);
+    for (const e of order) {
       const list = users.get(e)!;
       const expert = this.experts.acquire(layer, e);
       const expertArena = expert.gate.arena;

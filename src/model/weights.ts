@@ -1,5 +1,5 @@
-import { GgufFile } from "../gguf/reader.js";
 import { GgufTensorInfo, ggmlRowBytes } from "../gguf/types.js";
+import { DirectFile } from "../experts/direct-file.js";
 import { DownLayout, ExpertDownRef, Kernels, MatrixRef, WeightKind } from "../kernels/api.js";
 import { Arena, Ptr } from "../kernels/arena.js";
 
@@ -9,11 +9,12 @@ export const STAGING_BYTES = 8 << 20;
 
 /**
  * Reads weights from the GGUF file into an arena and packs them into the kernels' layout, a chunk
- * of rows at a time through a fixed staging area, so loading never holds a second copy of a tensor.
+ * of rows at a time through a fixed staging area, so loading never holds a second copy of a tensor
+ * (and, with direct I/O, never fills the page cache).
  */
 export class WeightLoader {
   constructor(
-    private readonly file: GgufFile,
+    private readonly file: DirectFile,
     private readonly kernels: Kernels,
     readonly staging: { arena: Arena; ptr: Ptr; bytes: number },
   ) {}
@@ -28,22 +29,23 @@ export class WeightLoader {
     const { type } = info;
     const rowBytes = ggmlRowBytes(type, cols);
     const staging = this.stagingIn(arena);
+    const capacity = staging.bytes - DirectFile.stagingBytes(0);
     const packedPerChunk = this.kernels.packedBytes(kind, type, CHUNK_ROW_MULTIPLE, cols, layout);
     const chunkable = kind === "matrix" && packedPerChunk * 2 === this.kernels.packedBytes(kind, type, 2 * CHUNK_ROW_MULTIPLE, cols, layout);
-    if (!chunkable || rows * rowBytes <= staging.bytes) {
-      if (rows * rowBytes > staging.bytes) {
-        throw new Error(`weights: ${info.name} slice of ${rows * rowBytes} bytes exceeds the ${staging.bytes}-byte staging area`);
+    if (!chunkable || rows * rowBytes <= capacity) {
+      if (rows * rowBytes > capacity) {
+        throw new Error(`weights: ${info.name} slice of ${rows * rowBytes} bytes exceeds the ${capacity}-byte staging area`);
       }
-      this.file.readTensor(info, arena.u8(staging.ptr, rows * rowBytes), start);
-      this.kernels.pack(arena, kind, type, rows, cols, staging.ptr, dst, layout);
+      const src = this.file.read(arena, staging.ptr, info.offset + start, rows * rowBytes);
+      this.kernels.pack(arena, kind, type, rows, cols, src, dst, layout);
       return;
     }
-    const chunkRows = Math.max(CHUNK_ROW_MULTIPLE, Math.floor(staging.bytes / rowBytes / CHUNK_ROW_MULTIPLE) * CHUNK_ROW_MULTIPLE);
+    const chunkRows = Math.max(CHUNK_ROW_MULTIPLE, Math.floor(capacity / rowBytes / CHUNK_ROW_MULTIPLE) * CHUNK_ROW_MULTIPLE);
     for (let r = 0; r < rows; r += chunkRows) {
       const count = Math.min(chunkRows, rows - r);
-      this.file.readTensor(info, arena.u8(staging.ptr, count * rowBytes), start + r * rowBytes);
+      const src = this.file.read(arena, staging.ptr, info.offset + start + r * rowBytes, count * rowBytes);
       const offset = this.kernels.packedBytes(kind, type, r, cols, layout);
-      this.kernels.pack(arena, kind, type, count, cols, staging.ptr, dst + offset, layout);
+      this.kernels.pack(arena, kind, type, count, cols, src, dst + offset, layout);
     }
   }
 
@@ -59,7 +61,9 @@ export class WeightLoader {
   /** A 1-D f32 tensor. */
   loadVector(arena: Arena, info: GgufTensorInfo): Ptr {
     const ptr = arena.alloc(info.byteLength);
-    this.file.readTensor(info, arena.u8(ptr, info.byteLength));
+    const staging = this.stagingIn(arena);
+    const src = this.file.read(arena, staging.ptr, info.offset, info.byteLength);
+    arena.bytes.copyWithin(ptr, src, src + info.byteLength);
     return ptr;
   }
 
@@ -85,7 +89,7 @@ export class WeightLoader {
     if (arena === this.staging.arena) return this.staging;
     let staging = this.extraStaging.get(arena);
     if (!staging) {
-      staging = { arena, ptr: arena.alloc(this.staging.bytes), bytes: this.staging.bytes };
+      staging = { arena, ptr: arena.alloc(this.staging.bytes, 4096), bytes: this.staging.bytes };
       this.extraStaging.set(arena, staging);
     }
     return staging;

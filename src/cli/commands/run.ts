@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { loadModel, Model } from "../../engine/model.js";
+import { formatPlan, loadModel, Model } from "../../engine/model.js";
 import { GenerationResult } from "../../engine/generation.js";
 import { UsageError, parseCommand } from "../args.js";
 import { demoModelPath } from "../demo.js";
@@ -21,7 +21,7 @@ ${SAMPLING_HELP}`;
 /** Opens the model a command asked for, or the demo model with a plain warning. */
 export async function openModel(path: string | undefined, options: ReturnType<typeof loadOptions>, log: (line: string) => void): Promise<Model> {
   const resolved = path ?? demoModelPath(log);
-  const model = await loadModel(resolved, options);
+  const model = await loadModel(resolved, { ...options, onPlan: options.memory !== undefined ? (plan) => log(formatPlan(plan)) : undefined });
   if (model.info.synthetic) {
     log(`Model ${resolved}: RANDOM WEIGHTS (a synthetic SmallThinker-architecture model, not trained) — its text is meaningless.`);
   }

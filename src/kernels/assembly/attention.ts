@@ -8,62 +8,105 @@
 //
 // A chunk summary ("partial") for a head is [m, l, acc × headDim] (f32).
 
-import { F16_EXP_INF, F16_SIGN_EM, F32_INF, POW2_112, constant, exp4, halvesToF32, madd, sumLanes } from "./simd";
+import { F16_SIGN_EM, POW2_112, constant, exp4, halvesToF32Finite, madd, sumLanes, transposeSumF32 } from "./simd";
 
 @inline export function partialFloats(headDim: i32): i32 {
   return headDim + 2;
 }
 
-/** Copies `count` values of a cache row at p (f32, or f16 when `half`) to dst as f32. */
-@inline function rowToF32(p: usize, half: bool, dst: usize, count: i32): void {
-  const signEm = constant(F16_SIGN_EM);
-  const pow2_112 = constant(POW2_112);
-  const expInf = constant(F16_EXP_INF);
-  const f32Inf = constant(F32_INF);
-  if (!half) {
-    memory.copy(dst, p, <usize>count << 2);
-    return;
-  }
-  for (let i = 0; i < count; i += 4) {
-    v128.store(dst + (<usize>i << 2), halvesToF32(v128.load16x4_s(p + (<usize>i << 1)), signEm, pow2_112, expInf, f32Inf));
-  }
+/** Whether a chunk's rows can be read in place: an f32 cache, and no wrap around the ring. */
+@inline function inPlace(half: bool, capacity: i32, first: i32, count: i32): bool {
+  return !half && first % capacity + count <= capacity;
 }
 
-@inline function dot(a: usize, b: usize, count: i32): f32 {
-  let s0 = f32x4.splat(0);
-  let s1 = f32x4.splat(0);
-  for (let i = 0; i < count; i += 8) {
-    s0 = madd(v128.load(a + (<usize>i << 2)), v128.load(b + (<usize>i << 2)), s0);
-    s1 = madd(v128.load(a + (<usize>i << 2), 16), v128.load(b + (<usize>i << 2), 16), s1);
+/**
+ * Rows [first, first + count) of one KV head as f32: the cache itself when `inPlace`, else copied
+ * (and widened from f16) to `buffer`, headDim floats apart. Returns the first row's address.
+ */
+@inline function chunkRows(cache: usize, half: bool, slotBytes: usize, capacity: i32, first: i32, count: i32, headDim: i32, buffer: usize): usize {
+  const start = first % capacity;
+  if (inPlace(half, capacity, first, count)) return cache + <usize>start * slotBytes;
+  const signEm = constant(F16_SIGN_EM);
+  const pow2_112 = constant(POW2_112);
+  const rowBytes = <usize>headDim << 2;
+  let slot = start;
+  for (let j = 0; j < count; j++) {
+    const from = cache + <usize>slot * slotBytes;
+    const to = buffer + <usize>j * rowBytes;
+    if (half) {
+      // KV values are finite: the short conversion (no infinities or NaNs) suffices.
+      for (let i = 0; i < headDim; i += 4) {
+        v128.store(to + (<usize>i << 2), halvesToF32Finite(v128.load16x4_s(from + (<usize>i << 1)), signEm, pow2_112));
+      }
+    } else {
+      memory.copy(to, from, rowBytes);
+    }
+    slot = slot + 1 == capacity ? 0 : slot + 1;
   }
-  return sumLanes(f32x4.add(s0, s1));
+  return buffer;
+}
+
+/** Scratch bytes of `attendChunk`: group × chunk scores, then chunk rows of keys and of values. */
+export function chunkScratchBytes(group: i32, headDim: i32, chunkSize: i32): usize {
+  return (<usize>(group * chunkSize) << 2) + (<usize>(2 * chunkSize * headDim) << 2);
 }
 
 /**
  * The partials of one chunk (positions first..last, all visible) for `group` query heads at q
  * (consecutive rows of headDim f32). k and v point at this KV head's values in slot 0; a slot is
- * `slotBytes` long. Scratch: group × chunkSize scores, then 16 × chunkSize values, then headDim.
+ * `slotBytes` long.
  */
 export function attendChunk(k: usize, v: usize, half: bool, slotBytes: usize, capacity: i32, q: usize, group: i32, headDim: i32,
   scale: f32, first: i32, last: i32, chunkSize: i32, scratch: usize, partial: usize): void {
   const count = last - first + 1;
   const padded = (count + 3) & ~3;
   const scores = scratch;
-  const vTile = scratch + (<usize>(group * chunkSize) << 2);
-  const kRow = vTile + (<usize>(16 * chunkSize) << 2);
-  let slot = first % capacity;
-  for (let j = 0; j < count; j++) {
-    const keys = k + <usize>slot * slotBytes;
-    let row = keys;
-    if (half) {
-      rowToF32(keys, true, kRow, headDim);
-      row = kRow;
+  const kBuffer = scores + (<usize>(group * chunkSize) << 2);
+  const vBuffer = kBuffer + (<usize>(chunkSize * headDim) << 2);
+  const keys = chunkRows(k, half, slotBytes, capacity, first, count, headDim, kBuffer);
+  const values = chunkRows(v, half, slotBytes, capacity, first, count, headDim, vBuffer);
+  const kStride = inPlace(half, capacity, first, count) ? slotBytes : <usize>headDim << 2;
+  const vStride = kStride;
+  const qStride = <usize>headDim << 2;
+  const scaleV = f32x4.splat(scale);
+  // Scores, two heads × four positions at a time (a missing fifth head or position repeats the last).
+  for (let j = 0; j < count; j += 4) {
+    const k0 = keys + <usize>j * kStride;
+    const k1 = keys + <usize>min<i32>(j + 1, count - 1) * kStride;
+    const k2 = keys + <usize>min<i32>(j + 2, count - 1) * kStride;
+    const k3 = keys + <usize>min<i32>(j + 3, count - 1) * kStride;
+    for (let g = 0; g < group; g += 2) {
+      const g1 = min<i32>(g + 1, group - 1);
+      const q0 = q + <usize>g * qStride;
+      const q1 = q + <usize>g1 * qStride;
+      let a0 = f32x4.splat(0);
+      let a1 = f32x4.splat(0);
+      let a2 = f32x4.splat(0);
+      let a3 = f32x4.splat(0);
+      let b0 = f32x4.splat(0);
+      let b1 = f32x4.splat(0);
+      let b2 = f32x4.splat(0);
+      let b3 = f32x4.splat(0);
+      for (let d = 0; d < headDim; d += 4) {
+        const o = <usize>d << 2;
+        const x0 = v128.load(q0 + o);
+        const x1 = v128.load(q1 + o);
+        const y0 = v128.load(k0 + o);
+        const y1 = v128.load(k1 + o);
+        const y2 = v128.load(k2 + o);
+        const y3 = v128.load(k3 + o);
+        a0 = madd(x0, y0, a0);
+        a1 = madd(x0, y1, a1);
+        a2 = madd(x0, y2, a2);
+        a3 = madd(x0, y3, a3);
+        b0 = madd(x1, y0, b0);
+        b1 = madd(x1, y1, b1);
+        b2 = madd(x1, y2, b2);
+        b3 = madd(x1, y3, b3);
+      }
+      v128.store(scores + (<usize>(g * chunkSize + j) << 2), f32x4.mul(transposeSumF32(a0, a1, a2, a3), scaleV));
+      v128.store(scores + (<usize>(g1 * chunkSize + j) << 2), f32x4.mul(transposeSumF32(b0, b1, b2, b3), scaleV));
     }
-    for (let g = 0; g < group; g++) {
-      const s = dot(q + <usize>(g * headDim) * 4, row, headDim) * scale;
-      store<f32>(scores + (<usize>(g * chunkSize + j) << 2), s);
-    }
-    slot = slot + 1 == capacity ? 0 : slot + 1;
   }
   for (let g = 0; g < group; g++) {
     const s = scores + (<usize>(g * chunkSize) << 2);
@@ -82,34 +125,48 @@ export function attendChunk(k: usize, v: usize, half: bool, slotBytes: usize, ca
     store<f32>(out, m);
     store<f32>(out, sumLanes(l4), 4);
   }
-  // Σ e·v, 16 dimensions at a time: the tile of every position's values is gathered (and widened
-  // from f16) once and shared by the group's heads.
-  for (let d = 0; d < headDim; d += 16) {
-    slot = first % capacity;
-    for (let j = 0; j < count; j++) {
-      const values = v + <usize>slot * slotBytes + (<usize>d << (half ? 1 : 2));
-      rowToF32(values, half, vTile + (<usize>(j * 16) << 2), 16);
-      slot = slot + 1 == capacity ? 0 : slot + 1;
-    }
-    for (let g = 0; g < group; g++) {
-      const e = scores + (<usize>(g * chunkSize) << 2);
+  // Σ e·v: two heads × 16 dimensions at a time, sharing the value loads.
+  for (let g = 0; g < group; g += 2) {
+    const g1 = min<i32>(g + 1, group - 1);
+    const e0 = scores + (<usize>(g * chunkSize) << 2);
+    const e1 = scores + (<usize>(g1 * chunkSize) << 2);
+    for (let d = 0; d < headDim; d += 16) {
       let a0 = f32x4.splat(0);
       let a1 = f32x4.splat(0);
       let a2 = f32x4.splat(0);
       let a3 = f32x4.splat(0);
+      let b0 = f32x4.splat(0);
+      let b1 = f32x4.splat(0);
+      let b2 = f32x4.splat(0);
+      let b3 = f32x4.splat(0);
+      let row = values + (<usize>d << 2);
       for (let j = 0; j < count; j++) {
-        const w = v128.load32_splat(e + (<usize>j << 2));
-        const t = vTile + (<usize>(j * 16) << 2);
-        a0 = madd(w, v128.load(t), a0);
-        a1 = madd(w, v128.load(t, 16), a1);
-        a2 = madd(w, v128.load(t, 32), a2);
-        a3 = madd(w, v128.load(t, 48), a3);
+        const w0 = v128.load32_splat(e0 + (<usize>j << 2));
+        const w1 = v128.load32_splat(e1 + (<usize>j << 2));
+        const v0 = v128.load(row);
+        const v1 = v128.load(row, 16);
+        const v2 = v128.load(row, 32);
+        const v3 = v128.load(row, 48);
+        a0 = madd(w0, v0, a0);
+        a1 = madd(w0, v1, a1);
+        a2 = madd(w0, v2, a2);
+        a3 = madd(w0, v3, a3);
+        b0 = madd(w1, v0, b0);
+        b1 = madd(w1, v1, b1);
+        b2 = madd(w1, v2, b2);
+        b3 = madd(w1, v3, b3);
+        row += vStride;
       }
-      const out = partial + (<usize>(g * partialFloats(headDim) + 2 + d) << 2);
-      v128.store(out, a0);
-      v128.store(out, a1, 16);
-      v128.store(out, a2, 32);
-      v128.store(out, a3, 48);
+      const out0 = partial + (<usize>(g * partialFloats(headDim) + 2 + d) << 2);
+      const out1 = partial + (<usize>(g1 * partialFloats(headDim) + 2 + d) << 2);
+      v128.store(out0, a0);
+      v128.store(out0, a1, 16);
+      v128.store(out0, a2, 32);
+      v128.store(out0, a3, 48);
+      v128.store(out1, b0);
+      v128.store(out1, b1, 16);
+      v128.store(out1, b2, 32);
+      v128.store(out1, b3, 48);
     }
   }
 }
@@ -182,8 +239,8 @@ export function chunkCount(position: i32, window: i32, chunkSize: i32): i32 {
  * chunk scratch followed by two partials.
  */
 export function attendUnit(k: usize, v: usize, half: bool, slotBytes: usize, capacity: i32, q: usize, group: i32, headDim: i32,
-  scale: f32, position: i32, window: i32, chunkSize: i32, scratch: usize, chunkScratchBytes: usize, out: usize): void {
-  const running = scratch + chunkScratchBytes;
+  scale: f32, position: i32, window: i32, chunkSize: i32, scratch: usize, out: usize): void {
+  const running = scratch + chunkScratchBytes(group, headDim, chunkSize);
   const next = running + (<usize>(group * partialFloats(headDim)) << 2);
   const chunks = chunkCount(position, window, chunkSize);
   for (let c = 0; c < chunks; c++) {

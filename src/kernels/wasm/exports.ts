@@ -20,7 +20,7 @@ export interface KernelExports {
   attendChunks(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
     scale: number, position: number, window: number, chunkSize: number, c0: number, c1: number, scratch: number, partials: number): void;
   attendUnit(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
-    scale: number, position: number, window: number, chunkSize: number, scratch: number, chunkScratchBytes: number, out: number): void;
+    scale: number, position: number, window: number, chunkSize: number, scratch: number, out: number): void;
   chunkCount(position: number, window: number, chunkSize: number): number;
   foldStored(partials: number, count: number, group: number, headDim: number, out: number): void;
   rmsNorm(src: number, weight: number, cols: number, eps: number, dst: number, r0: number, r1: number): void;

@@ -1,13 +1,12 @@
 import { KernelExports } from "./exports.js";
-import { ATTENTION_CHUNK, attentionChunkScratch, partialBytes, threadScratch } from "./layout.js";
+import { ATTENTION_CHUNK, partialBytes, threadScratch } from "./layout.js";
 
 /**
- * Jobs the main thread hands to the pool. Every participant (main = index 0) runs `runJob` with the
- * same arguments and does its share; shares are contiguous ranges fixed by (total, threads, index),
- * and no output element's arithmetic depends on the split.
+ * Jobs the main thread hands to the pool. A job is cut into `units` pieces, contiguous ranges fixed
+ * by (total, units, unit); whichever thread claims a unit runs it with its own scratch
+ * (`participant`: 0 = main). No output element's arithmetic depends on the cut or on who runs it.
  */
 export const Op = {
-  Stop: 0,
   Prepare: 1,
   Matmul: 2,
   ExpertGateUp: 3,
@@ -24,16 +23,16 @@ export const Op = {
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
-/** Argument 0 of every job is the arena index; the rest are listed per op in `runJob`. */
+/** Argument 0 of every job is the arena index; the rest are listed per op in `runUnit`. */
 export type JobArgs = ArrayLike<number>;
 
-/** [start, end) of participant `index` when `total` items are cut into `threads` runs of whole `align`s. */
-export function share(total: number, threads: number, index: number, align = 1): [number, number] {
-  const units = Math.ceil(total / align);
-  const base = Math.floor(units / threads);
-  const extra = units % threads;
-  const start = index * base + Math.min(index, extra);
-  const count = base + (index < extra ? 1 : 0);
+/** [start, end) of piece `unit` when `total` items are cut into `units` runs of whole `align`s. */
+export function share(total: number, units: number, unit: number, align = 1): [number, number] {
+  const blocks = Math.ceil(total / align);
+  const base = Math.floor(blocks / units);
+  const extra = blocks % units;
+  const start = unit * base + Math.min(unit, extra);
+  const count = base + (unit < extra ? 1 : 0);
   return [Math.min(total, start * align), Math.min(total, (start + count) * align)];
 }
 
@@ -43,23 +42,23 @@ export interface JobContext {
   memory(arena: number): WebAssembly.Memory;
 }
 
-/** Runs participant `index`'s share of a job; returns a count for jobs that produce one. */
-export function runJob(context: JobContext, op: OpCode, a: JobArgs, index: number, threads: number): number {
+/** Runs one unit of a job; returns a count for jobs that produce one. */
+export function runUnit(context: JobContext, op: OpCode, a: JobArgs, unit: number, units: number, participant: number): number {
   const k = context.instance(a[0]!);
   switch (op) {
     case Op.Prepare: {
       const [format, src, cols, dst, rows] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!];
-      const [r0, r1] = share(rows, threads, index);
+      const [r0, r1] = share(rows, units, unit);
       if (r0 < r1) k.prepareRows(format, src, cols, dst, r0, r1);
       return 0;
     }
     case Op.Matmul: {
       const [quant, type, w, cols, rows, x, xStride, n, y, yStride] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!];
       if (quant) {
-        const [g0, g1] = share(Math.ceil(rows / 4), threads, index);
+        const [g0, g1] = share(Math.ceil(rows / 4), units, unit);
         if (g0 < g1) k.quantMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, g0, g1);
       } else {
-        const [r0, r1] = share(rows, threads, index, 4);
+        const [r0, r1] = share(rows, units, unit, 4);
         if (r0 < r1) k.floatMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, r0, r1);
       }
       return 0;
@@ -67,31 +66,31 @@ export function runJob(context: JobContext, op: OpCode, a: JobArgs, index: numbe
     case Op.ExpertGateUp: {
       const [type, gate, up, hidden, ffn, x, xStride, xRows, n, scratch, tokenStride, downKind, sparse] =
         [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!];
-      const [n0, n1] = share(ffn, threads, index, 32);
+      const [n0, n1] = share(ffn, units, unit, 32);
       return n0 < n1 ? k.expertGateUp(type, gate, up, hidden, ffn, x, xStride, xRows, n, scratch, tokenStride, downKind, n0, n1, sparse) : 0;
     }
     case Op.ExpertDown: {
       const [type, quantUpstream, down, hidden, ffn, n, scratch, tokenStride, y, yStride] =
         [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!];
-      const [r0, r1] = share(hidden, threads, index, 32);
-      if (r0 < r1) k.expertDown(type, quantUpstream, down, hidden, ffn, n, scratch, tokenStride, y, yStride, threadScratch(index), r0, r1);
+      const [r0, r1] = share(hidden, units, unit, 32);
+      if (r0 < r1) k.expertDown(type, quantUpstream, down, hidden, ffn, n, scratch, tokenStride, y, yStride, threadScratch(participant), r0, r1);
       return 0;
     }
     case Op.RmsNorm: {
       const [src, weight, cols, eps, dst, rows] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!];
-      const [r0, r1] = share(rows, threads, index);
+      const [r0, r1] = share(rows, units, unit);
       if (r0 < r1) k.rmsNorm(src, weight, cols, eps, dst, r0, r1);
       return 0;
     }
     case Op.Rope: {
       const [x, heads, headDim, cos, sin, n] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!];
-      const [t0, t1] = share(n, threads, index);
+      const [t0, t1] = share(n, units, unit);
       if (t0 < t1) k.rope(x, heads, headDim, cos, sin, t0, t1);
       return 0;
     }
     case Op.StoreKv: {
       const [kCache, vCache, half, capacity, width, keys, values, positions, n] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!];
-      const [s0, s1] = share(capacity, threads, index);
+      const [s0, s1] = share(capacity, units, unit);
       if (s0 < s1) k.storeKv(kCache, vCache, half, capacity, width, keys, values, positions, n, s0, s1);
       return 0;
     }
@@ -99,16 +98,16 @@ export function runJob(context: JobContext, op: OpCode, a: JobArgs, index: numbe
       // One unit = (query token, KV head), computed whole.
       const [keys, values, half, capacity, kvHeads, group, headDim, scale, window, q, positions, n, out] =
         [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!];
-      const [u0, u1] = share(n * kvHeads, threads, index);
+      const [u0, u1] = share(n * kvHeads, units, unit);
       const positionOf = new Int32Array(context.memory(a[0]!).buffer, positions, n);
       const element = half ? 2 : 4;
-      const scratch = threadScratch(index);
+      const scratch = threadScratch(participant);
       for (let u = u0; u < u1; u++) {
         const t = Math.floor(u / kvHeads);
         const h = u % kvHeads;
         const head = 4 * (t * kvHeads + h) * group * headDim;
         k.attendUnit(keys + h * headDim * element, values + h * headDim * element, half, kvHeads * headDim * element, capacity,
-          q + head, group, headDim, scale, positionOf[t]!, window, ATTENTION_CHUNK, scratch, attentionChunkScratch(group, headDim), out + head);
+          q + head, group, headDim, scale, positionOf[t]!, window, ATTENTION_CHUNK, scratch, out + head);
       }
       return 0;
     }
@@ -116,7 +115,7 @@ export function runJob(context: JobContext, op: OpCode, a: JobArgs, index: numbe
       // One unit = (KV head, chunk) of a single query; summaries go to `partials` [head][chunk].
       const [keys, values, half, capacity, kvHeads, group, headDim, scale, window, q, position, chunks, partials] =
         [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!];
-      const [u0, u1] = share(kvHeads * chunks, threads, index);
+      const [u0, u1] = share(kvHeads * chunks, units, unit);
       const element = half ? 2 : 4;
       const stride = partialBytes(group, headDim);
       for (let u = u0; u < u1;) {
@@ -124,7 +123,7 @@ export function runJob(context: JobContext, op: OpCode, a: JobArgs, index: numbe
         const c0 = u % chunks;
         const c1 = Math.min(chunks, c0 + (u1 - u));
         k.attendChunks(keys + h * headDim * element, values + h * headDim * element, half, kvHeads * headDim * element, capacity,
-          q + 4 * h * group * headDim, group, headDim, scale, position, window, ATTENTION_CHUNK, c0, c1, threadScratch(index),
+          q + 4 * h * group * headDim, group, headDim, scale, position, window, ATTENTION_CHUNK, c0, c1, threadScratch(participant),
           partials + (h * chunks + c0) * stride);
         u += c1 - c0;
       }
@@ -132,7 +131,7 @@ export function runJob(context: JobContext, op: OpCode, a: JobArgs, index: numbe
     }
     case Op.FoldChunks: {
       const [kvHeads, group, headDim, chunks, partials, out] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!];
-      const [h0, h1] = share(kvHeads, threads, index);
+      const [h0, h1] = share(kvHeads, units, unit);
       for (let h = h0; h < h1; h++) {
         k.foldStored(partials + h * chunks * partialBytes(group, headDim), chunks, group, headDim, out + 4 * h * group * headDim);
       }
@@ -140,23 +139,21 @@ export function runJob(context: JobContext, op: OpCode, a: JobArgs, index: numbe
     }
     case Op.Add: {
       const [x, y, dst, count] = [a[1]!, a[2]!, a[3]!, a[4]!];
-      const [i0, i1] = share(count, threads, index, 4);
+      const [i0, i1] = share(count, units, unit, 4);
       if (i0 < i1) k.add(x, y, dst, i0, i1);
       return 0;
     }
     case Op.MoeCombine: {
       const [y, weights, n, experts, hidden, residual, out] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!];
-      const [t0, t1] = share(n, threads, index);
+      const [t0, t1] = share(n, units, unit);
       if (t0 < t1) k.moeCombine(y, weights, experts, hidden, residual, out, t0, t1);
       return 0;
     }
     case Op.Dequantize: {
       const [type, src, cols, dst, n] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!];
-      const [r0, r1] = share(n, threads, index);
+      const [r0, r1] = share(n, units, unit);
       if (r0 < r1) k.dequantizeRows(type, src, cols, dst, r0, r1);
       return 0;
     }
-    case Op.Stop:
-      return 0;
   }
 }

@@ -33,13 +33,25 @@ export interface WasmKernelOptions {
   threads?: number;
   /** "relaxed" (default) uses relaxed SIMD when the engine supports it; "simd128" never does. */
   simd?: SimdLevel;
+  /**
+   * Work (in Q4_0 multiply-adds) below which a job is not cut further; default 2^17, about 5 µs.
+   * Tests set it to 1 so every job is cut as finely as it can be.
+   */
+  unitWork?: number;
 }
 
 /** Expert down preparation, numbered as in src/kernels/assembly/expert.ts. */
 const DownKind = { Quant: 0, AsIs: 1, F16: 2, BF16: 3 } as const;
 
-/** Below this many multiply-adds a product runs on the calling thread alone (a hand-over costs µs). */
-const PARALLEL_PRODUCT_WORK = 1 << 16;
+/**
+ * Work (in Q4_0 multiply-adds, ~5 µs per 2^17) worth a unit of its own: handing a job over costs
+ * about a microsecond, claiming a unit a fraction of that.
+ */
+const UNIT_WORK = 1 << 17;
+/** Most units per thread: more balance the load when a thread is slow, fewer cost less to claim. */
+const UNITS_PER_THREAD = 4;
+/** With a tiny unit work, jobs are cut this fine (bounded by their granularity). */
+const MOST_UNITS = 64;
 
 /**
  * The WebAssembly SIMD kernels on a pool of worker threads sharing each arena's memory. Every call
@@ -54,7 +66,8 @@ export class WasmKernels implements Kernels {
   /** An instance on a private memory, for the module's size formulas. */
   private readonly formulas: KernelExports;
 
-  private constructor(module: WebAssembly.Module, readonly simd: SimdLevel, readonly threads: number, private readonly pool: WorkerPool) {
+  private constructor(module: WebAssembly.Module, readonly simd: SimdLevel, readonly threads: number, private readonly pool: WorkerPool,
+    private readonly unitWork: number) {
     this.name = `wasm-${simd}`;
     this.reservedArenaBytes = reservedBytes(threads);
     this.main = pool.main;
@@ -66,7 +79,7 @@ export class WasmKernels implements Kernels {
     const { module, level } = await compileKernels(options.simd ?? "relaxed");
     const pool = new WorkerPool(module, threads, new ArenaInstances(module));
     await pool.ready();
-    return new WasmKernels(module, level, threads, pool);
+    return new WasmKernels(module, level, threads, pool, options.unitWork ?? UNIT_WORK);
   }
 
   createArena(initialBytes = this.reservedArenaBytes): Arena {
@@ -75,6 +88,13 @@ export class WasmKernels implements Kernels {
     this.pool.attach(arena.index, arena.memory);
     this.arenas.add(arena);
     return arena;
+  }
+
+  /** Units to cut a job of `work` into, at most `pieces` (its natural granularity). */
+  private units(work: number, pieces: number): number {
+    if (this.threads === 1 || work < this.unitWork) return 1;
+    const perThread = this.unitWork < UNIT_WORK ? MOST_UNITS : Math.min(UNITS_PER_THREAD, Math.ceil(work / (this.unitWork * this.threads)));
+    return Math.max(1, Math.min(pieces, perThread * this.threads));
   }
 
   private own(arena: Arena): number {
@@ -100,14 +120,15 @@ export class WasmKernels implements Kernels {
 
   prepareActivations(arena: Arena, format: ActivationFormat, src: Ptr, rows: number, cols: number, dst: Ptr): void {
     this.activationBytes(format, cols);
-    this.pool.run(Op.Prepare, [this.own(arena), FORMAT_NUMBER[format], src, cols, dst, rows], rows >= 4 ? this.threads : 1);
+    this.pool.run(Op.Prepare, [this.own(arena), FORMAT_NUMBER[format], src, cols, dst, rows], this.units(8 * rows * cols, rows));
   }
 
   matmul(w: MatrixRef, x: Ptr, n: number, y: Ptr): void {
     checkType(w.type, w.cols);
     const xStride = this.activationBytes(activationFormatFor(w.type), w.cols);
-    const threads = w.rows * w.cols * n >= PARALLEL_PRODUCT_WORK ? this.threads : 1;
-    this.pool.run(Op.Matmul, [this.own(w.arena), isQuant(w.type) ? 1 : 0, w.type, w.ptr, w.cols, w.rows, x, xStride, n, y, 4 * w.rows], threads);
+    const quant = isQuant(w.type);
+    const units = this.units((quant ? 1 : 4) * w.rows * w.cols * n, Math.ceil(w.rows / 4));
+    this.pool.run(Op.Matmul, [this.own(w.arena), quant ? 1 : 0, w.type, w.ptr, w.cols, w.rows, x, xStride, n, y, 4 * w.rows], units);
   }
 
   expertScratchBytes(_hidden: number, ffn: number, n: number): number {
@@ -132,22 +153,24 @@ export class WasmKernels implements Kernels {
       : down.type === GgmlType.F16 ? DownKind.F16 : DownKind.BF16;
     const xStride = this.activationBytes(activationFormatFor(gate.type), hidden);
     const active = this.pool.run(Op.ExpertGateUp,
-      [arena, gate.type, gate.ptr, up.ptr, hidden, ffn, x, xStride, xRowsPtr, n, scratch, tokenStride, downKind, sparse ? 1 : 0]);
-    this.pool.run(Op.ExpertDown, [arena, down.type, quantUpstream ? 1 : 0, down.ptr, hidden, ffn, n, scratch, tokenStride, y, 4 * hidden]);
+      [arena, gate.type, gate.ptr, up.ptr, hidden, ffn, x, xStride, xRowsPtr, n, scratch, tokenStride, downKind, sparse ? 1 : 0],
+      this.units(2 * ffn * hidden * n, ffn / 32));
+    this.pool.run(Op.ExpertDown, [arena, down.type, quantUpstream ? 1 : 0, down.ptr, hidden, ffn, n, scratch, tokenStride, y, 4 * hidden],
+      this.units(ffn * hidden * n, hidden / 32));
     return active;
   }
 
   rmsNorm(arena: Arena, src: Ptr, weight: Ptr, rows: number, cols: number, eps: number, dst: Ptr): void {
-    this.pool.run(Op.RmsNorm, [this.own(arena), src, weight, cols, eps, dst, rows], rows >= 4 ? this.threads : 1);
+    this.pool.run(Op.RmsNorm, [this.own(arena), src, weight, cols, eps, dst, rows], this.units(16 * rows * cols, rows));
   }
 
   rope(arena: Arena, x: Ptr, n: number, heads: number, headDim: number, cos: Ptr, sin: Ptr): void {
-    this.pool.run(Op.Rope, [this.own(arena), x, heads, headDim, cos, sin, n], n >= 4 ? this.threads : 1);
+    this.pool.run(Op.Rope, [this.own(arena), x, heads, headDim, cos, sin, n], this.units(4 * n * heads * headDim, n));
   }
 
   storeKv(cache: KvLayerRef, k: Ptr, v: Ptr, n: number, positions: Ptr): void {
     const args = [this.own(cache.arena), cache.k, cache.v, cache.type === "f16" ? 1 : 0, cache.capacity, cache.kvHeads * cache.headDim, k, v, positions, n];
-    this.pool.run(Op.StoreKv, args, n >= 16 ? this.threads : 1);
+    this.pool.run(Op.StoreKv, args, this.units(8 * n * cache.kvHeads * cache.headDim, cache.capacity));
   }
 
   attention(cache: KvLayerRef, q: Ptr, n: number, positions: Ptr, params: AttentionParams, out: Ptr): void {
@@ -174,25 +197,28 @@ export class WasmKernels implements Kernels {
       const chunks = Math.floor(position / ATTENTION_CHUNK) - Math.floor(first / ATTENTION_CHUNK) + 1;
       const partials = partialsArea(this.threads);
       if (chunks > 1 && kvHeads * chunks * partialBytes(group, headDim) <= PARTIALS_BYTES) {
-        this.pool.run(Op.AttendChunks, [...common, position, chunks, partials]);
-        this.pool.run(Op.FoldChunks, [arena, kvHeads, group, headDim, chunks, partials, out]);
+        const span = position - first + 1;
+        this.pool.run(Op.AttendChunks, [...common, position, chunks, partials], this.units(8 * heads * headDim * span, kvHeads * chunks));
+        this.pool.run(Op.FoldChunks, [arena, kvHeads, group, headDim, chunks, partials, out], this.units(8 * heads * headDim * chunks, kvHeads));
         return;
       }
     }
-    this.pool.run(Op.AttendUnits, [...common, positions, n, out], n * kvHeads > 1 ? this.threads : 1);
+    let work = 0;
+    for (let t = 0; t < n; t++) work += 8 * heads * headDim * (pos[t]! - (window > 0 ? Math.max(0, pos[t]! - window + 1) : 0) + 1);
+    this.pool.run(Op.AttendUnits, [...common, positions, n, out], this.units(work, n * kvHeads));
   }
 
   add(arena: Arena, a: Ptr, b: Ptr, count: number, dst: Ptr): void {
-    this.pool.run(Op.Add, [this.own(arena), a, b, dst, count], count >= 1 << 16 ? this.threads : 1);
+    this.pool.run(Op.Add, [this.own(arena), a, b, dst, count], this.units(count, Math.ceil(count / 4)));
   }
 
   moeCombine(arena: Arena, y: Ptr, weights: Ptr, n: number, k: number, hidden: number, residual: Ptr, out: Ptr): void {
-    this.pool.run(Op.MoeCombine, [this.own(arena), y, weights, n, k, hidden, residual, out], n >= 4 ? this.threads : 1);
+    this.pool.run(Op.MoeCombine, [this.own(arena), y, weights, n, k, hidden, residual, out], this.units(2 * n * k * hidden, n));
   }
 
   dequantizeRows(arena: Arena, type: GgmlType, src: Ptr, n: number, cols: number, dst: Ptr): void {
     checkType(type, cols);
-    this.pool.run(Op.Dequantize, [this.own(arena), type, src, cols, dst, n], n >= 8 ? this.threads : 1);
+    this.pool.run(Op.Dequantize, [this.own(arena), type, src, cols, dst, n], this.units(2 * n * cols, n));
   }
 
   async dispose(): Promise<void> {

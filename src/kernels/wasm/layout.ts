@@ -8,7 +8,7 @@ import { DownLayout, WeightKind } from "../api.js";
  *   PARTIALS_BYTES        chunk summaries of a decode step's attention, spread over threads
  */
 const CONSTANTS_BYTES = 4096;
-export const THREAD_SCRATCH_BYTES = 256 << 10;
+export const THREAD_SCRATCH_BYTES = 384 << 10;
 export const PARTIALS_BYTES = 2 << 20;
 
 export function reservedBytes(threads: number): number {
@@ -24,11 +24,11 @@ export function partialsArea(threads: number): number {
 }
 
 /** Positions per attention chunk: fixed, so results never depend on how chunks are shared out. */
-export const ATTENTION_CHUNK = 256;
+export const ATTENTION_CHUNK = 128;
 
-/** Scratch of one attention chunk: group × chunk scores, a 16-wide value tile, one key row. */
+/** Scratch of one attention chunk: group × chunk scores, then the chunk's keys and values as f32. */
 export function attentionChunkScratch(group: number, headDim: number): number {
-  return 4 * (group * ATTENTION_CHUNK + 16 * ATTENTION_CHUNK + headDim);
+  return 4 * (group * ATTENTION_CHUNK + 2 * ATTENTION_CHUNK * headDim);
 }
 
 export function partialBytes(group: number, headDim: number): number {

@@ -1,14 +1,13 @@
 import { receiveMessageOnPort, workerData } from "node:worker_threads";
-import { OpCode, Op, runJob } from "./jobs.js";
-import { ArenaInstances, MAX_ARGS, SPIN_ROUNDS, Slot, WorkerData } from "./pool.js";
+import { ArenaInstances, SPIN_ROUNDS, Slot, WorkerData, claimAndRun, controlViews } from "./pool.js";
 
-// A pool worker: waits for jobs in the control block (polling briefly, then Atomics.wait), runs its
-// share and reports. Arena memories arrive on `port`; they are picked up synchronously when a job
-// names an arena this worker has not seen yet.
+// A pool worker: waits for a job to be published (polling briefly, then Atomics.wait) and claims
+// units until none is left. Arena memories arrive on `port` and are picked up synchronously when a
+// unit names an arena this worker has not seen yet.
 
 const { module, control, index, port } = workerData as WorkerData;
-const slots = new Int32Array(control, 0, 16);
-const args = new Float64Array(control, 64, MAX_ARGS);
+const views = controlViews(control);
+const { slots } = views;
 
 const arenas: ArenaInstances = new ArenaInstances(module, (wanted) => {
   for (let message = receiveMessageOnPort(port); message; message = receiveMessageOnPort(port)) {
@@ -31,22 +30,9 @@ function waitForJob(seen: number): number {
 }
 
 port.postMessage("ready");
-let seen = 0;
-for (;;) {
+for (let seen = 0; ;) {
   seen = waitForJob(seen);
-  const op = Atomics.load(slots, Slot.Op) as OpCode;
-  if (op === Op.Stop) break;
-  const threads = Atomics.load(slots, Slot.Threads);
-  if (index < threads) {
-    try {
-      const count = runJob(arenas, op, args, index, threads);
-      if (count) Atomics.add(slots, Slot.Count, count);
-    } catch (error) {
-      console.error(`wasm kernels worker ${index}:`, error);
-      Atomics.store(slots, Slot.Failed, 1);
-    }
-  }
-  Atomics.add(slots, Slot.Done, 1);
-  if (Atomics.load(slots, Slot.MainWaiting)) Atomics.notify(slots, Slot.Done);
+  if (Atomics.load(slots, Slot.Stop)) break;
+  claimAndRun(views, arenas, seen, index);
 }
 port.close();

@@ -1,0 +1,168 @@
+import { ChatMessage } from "../chat/index.js";
+import { GenerateOptions } from "../engine/generation.js";
+import { invalidRequest } from "./errors.js";
+import { FieldReader, invalidType, invalidValue, isObject, kindOf, quote, unsupported } from "./fields.js";
+
+/** OpenAI allows 4; local clients (agent frameworks) often send a few more. */
+export const MAX_STOP_SEQUENCES = 16;
+export const MAX_STOP_LENGTH = 256;
+
+/** What a completion request asks for, checked for types and ranges but not yet against the model. */
+export interface GenerationRequest {
+  model: string;
+  stream: boolean;
+  includeUsage: boolean;
+  /** undefined: as many as fit in the context, up to the server's limit. */
+  maxTokens: number | undefined;
+  options: Omit<GenerateOptions, "maxTokens" | "signal">;
+}
+
+export interface ChatRequest extends GenerationRequest {
+  messages: ChatMessage[];
+}
+
+export interface CompletionRequest extends GenerationRequest {
+  /** Text, or token ids. */
+  prompt: string | number[];
+}
+
+const isEmptyArray = (value: unknown) => Array.isArray(value) && value.length === 0;
+
+export function parseChatRequest(body: unknown): ChatRequest {
+  const fields = requestFields(body);
+  const messages = readMessages(fields.required("messages"));
+  const request = readCommon(fields);
+  fields.onlyDefault("logprobs", (value) => value === false, "log probabilities are not supported.");
+  fields.onlyDefault("top_logprobs", (value) => value === 0, "log probabilities are not supported.");
+  fields.onlyDefault("tools", isEmptyArray, "tool calling is not supported.");
+  fields.onlyDefault("tool_choice", (value) => value === "none" || value === "auto", "tool calling is not supported.");
+  fields.onlyDefault("response_format", (value) => isObject(value) && value.type === "text", "only plain text responses are supported.");
+  fields.ignore("parallel_tool_calls");
+  fields.rejectUnread();
+  return { ...request, messages };
+}
+
+export function parseCompletionRequest(body: unknown): CompletionRequest {
+  const fields = requestFields(body);
+  const prompt = readPrompt(fields.required("prompt"));
+  const request = readCommon(fields);
+  fields.onlyDefault("logprobs", (value) => value === 0, "log probabilities are not supported.");
+  fields.onlyDefault("echo", (value) => value === false, "echoing the prompt is not supported.");
+  fields.onlyDefault("best_of", (value) => value === 1, "only one candidate (best_of = 1) is supported.");
+  fields.onlyDefault("suffix", (value) => value === "", "suffixes (fill-in-the-middle) are not supported.");
+  fields.rejectUnread();
+  return { ...request, prompt };
+}
+
+function requestFields(body: unknown): FieldReader {
+  if (!isObject(body)) throw invalidRequest(`The request body must be a JSON object, but got ${kindOf(body)}.`, null, "invalid_body");
+  return new FieldReader(body);
+}
+
+/** The parameters chat and text completions share. */
+function readCommon(fields: FieldReader): GenerationRequest {
+  const model = fields.requiredString("model");
+  const stream = fields.boolean("stream") ?? false;
+  const includeUsage = readStreamOptions(fields, stream);
+  const n = fields.integer("n", { min: 1 });
+  if (n !== undefined && n > 1) throw unsupported("n", "only one choice (n = 1) is supported.");
+  const maxTokens = fields.integer("max_tokens", { min: 1 });
+  const maxCompletionTokens = fields.integer("max_completion_tokens", { min: 1 });
+  fields.onlyDefault("logit_bias", (value) => isObject(value) && Object.keys(value).length === 0, "logit biases are not supported.");
+  fields.ignore("user", "metadata", "store", "service_tier");
+  return {
+    model,
+    stream,
+    includeUsage,
+    // max_tokens is the older name: a client sending both means the newer one
+    maxTokens: maxCompletionTokens ?? maxTokens,
+    options: {
+      temperature: fields.number("temperature", { min: 0, max: 2 }),
+      topP: fields.number("top_p", { min: 0, max: 1, aboveMin: true }),
+      topK: fields.integer("top_k", { min: 0 }),
+      minP: fields.number("min_p", { min: 0, max: 1 }),
+      repeatPenalty: fields.number("repeat_penalty", { min: 0, max: 100, aboveMin: true }),
+      presencePenalty: fields.number("presence_penalty", { min: -2, max: 2 }),
+      frequencyPenalty: fields.number("frequency_penalty", { min: -2, max: 2 }),
+      seed: fields.integer("seed", { min: 0 }),
+      stop: readStop(fields.optional("stop")),
+      ignoreEos: fields.boolean("ignore_eos"),
+    },
+  };
+}
+
+function readStreamOptions(fields: FieldReader, stream: boolean): boolean {
+  const value = fields.optional("stream_options");
+  if (value === undefined) return false;
+  if (!stream) throw invalidRequest("The 'stream_options' parameter is only allowed when 'stream' is true.", "stream_options", "invalid_value");
+  if (!isObject(value)) throw invalidType("stream_options", "an object", value);
+  const options = new FieldReader(value, "stream_options");
+  const includeUsage = options.boolean("include_usage") ?? false;
+  options.rejectUnread();
+  return includeUsage;
+}
+
+function readStop(value: unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  const list = typeof value === "string" ? [value] : value;
+  if (!Array.isArray(list)) throw invalidType("stop", "a string or an array of strings", value);
+  if (list.length > MAX_STOP_SEQUENCES) {
+    throw invalidRequest(`Invalid 'stop': at most ${MAX_STOP_SEQUENCES} stop sequences are allowed, but got ${list.length}.`, "stop", "invalid_value");
+  }
+  return list.map((item, index) => {
+    const param = typeof value === "string" ? "stop" : `stop[${index}]`;
+    if (typeof item !== "string") throw invalidType(param, "a string", item);
+    if (item.length === 0 || item.length > MAX_STOP_LENGTH) throw invalidValue(param, `a string of 1 to ${MAX_STOP_LENGTH} characters`, item);
+    return item;
+  });
+}
+
+/** OpenAI's newer "developer" role is what older templates call "system". */
+const ROLES: Readonly<Record<string, ChatMessage["role"]>> = { system: "system", developer: "system", user: "user", assistant: "assistant", tool: "tool" };
+
+function readMessages(value: unknown): ChatMessage[] {
+  if (!Array.isArray(value)) throw invalidType("messages", "an array", value);
+  if (value.length === 0) throw invalidRequest("Invalid 'messages': expected at least one message, but got an empty array.", "messages", "invalid_value");
+  return value.map((message, index) => readMessage(message, `messages[${index}]`));
+}
+
+/** Message fields other than these (name, refusal, annotations, …) are accepted and not used. */
+function readMessage(value: unknown, param: string): ChatMessage {
+  if (!isObject(value)) throw invalidType(param, "an object", value);
+  const fields = new FieldReader(value, param);
+  const name = fields.requiredString("role");
+  const role = Object.hasOwn(ROLES, name) ? ROLES[name] : undefined;
+  if (role === undefined) throw invalidValue(fields.param("role"), `one of ${Object.keys(ROLES).join(", ")}`, name);
+  fields.onlyDefault("tool_calls", isEmptyArray, "tool calls are not supported.");
+  // an assistant message may have no content (OpenAI's own replies carry null when they call tools)
+  const content = role === "assistant" ? (fields.optional("content") ?? "") : fields.required("content");
+  return { role, content: readContent(content, fields.param("content")) };
+}
+
+function readContent(value: unknown, param: string): string {
+  if (typeof value === "string") return value;
+  if (!Array.isArray(value)) throw invalidType(param, "a string or an array of content parts", value);
+  return value.map((part, index) => readTextPart(part, `${param}[${index}]`)).join("\n");
+}
+
+function readTextPart(value: unknown, param: string): string {
+  if (!isObject(value)) throw invalidType(param, "an object", value);
+  const fields = new FieldReader(value, param);
+  const type = fields.requiredString("type");
+  if (type !== "text") throw unsupported(fields.param("type"), `only text content parts are supported, but got ${quote(type)}.`);
+  return fields.requiredString("text");
+}
+
+/** A string, token ids, or an array holding exactly one of these (as the OpenAI client sends batches). */
+function readPrompt(value: unknown): string | number[] {
+  const batch = Array.isArray(value) && value.length > 0 && value.every((item) => typeof item === "string" || Array.isArray(item));
+  if (batch && (value as unknown[]).length > 1) throw unsupported("prompt", "only one prompt per request is supported.");
+  const prompt = batch ? (value as unknown[])[0] : value;
+  const param = batch ? "prompt[0]" : "prompt";
+  if (typeof prompt === "string") return prompt;
+  if (!Array.isArray(prompt)) throw invalidType(param, "a string or an array of token ids", prompt);
+  prompt.forEach((id, index) => {
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) throw invalidValue(`${param}[${index}]`, "a token id (an integer of at least 0)", id);
+  });
+  return prompt as number[];
+}
