@@ -42,6 +42,8 @@ export interface MemoryPlan {
 
 /** Room kept free in every arena beyond what the plan counts, for alignment and small allocations. */
 const ARENA_SLACK = 4 << 20;
+/** Padding that aligned allocations add in an arena (counted in the plan). */
+const ALIGNMENT_PADDING = 1 << 16;
 
 function denseBytes(file: GgufFile, config: SmallThinkerConfig, kernels: Kernels): number {
   const matrix = (name: string) => {
@@ -71,7 +73,8 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const geometry = { layers: config.layers, experts: config.experts, hidden: config.hidden, ffn: config.expertFfn, downLayout: config.downLayout };
   const sizes = expertStoreSizes(file, geometry, kernels);
   const totalExperts = config.layers * config.experts;
-  const reserved = kernels.reservedArenaBytes + ARENA_SLACK;
+  const reserved = kernels.reservedArenaBytes + ALIGNMENT_PADDING + ARENA_SLACK;
+  const arenaOverhead = kernels.reservedArenaBytes + ALIGNMENT_PADDING;
   const mainArena = reserved + STAGING_BYTES + dense + kv + modelBuffers + layout.expertScratchBytes;
   if (mainArena > MAX_ARENA_BYTES) {
     throw new RangeError(`the model's resident weights, KV cache and buffers need ${mainArena} bytes, more than one 4 GiB arena: lower the context size`);
@@ -91,13 +94,13 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
       left -= fit;
       if (left === 0) break;
       arenas++;
-      extra += reserved + perArena + layout.expertScratchBytes;
+      extra += arenaOverhead + perArena + layout.expertScratchBytes;
       room = MAX_ARENA_BYTES - reserved - perArena - layout.expertScratchBytes;
     }
     return { arenas, extra };
   };
   const ioPerArena = ioDepth * sizes.stagingBytes;
-  const fixed = baseline + dense + kv + modelBuffers + STAGING_BYTES + layout.expertScratchBytes + kernels.reservedArenaBytes;
+  const fixed = baseline + dense + kv + modelBuffers + STAGING_BYTES + layout.expertScratchBytes + arenaOverhead;
   const residentPlacement = placement(totalExperts, 0, STAGING_BYTES);
   const residentTotal = fixed + residentPlacement.extra + totalExperts * sizes.slotBytes;
   const minimumExperts = 2 * config.expertsUsed;
@@ -105,7 +108,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
 
   const base = { budget, baseline, dense, kv, expertBytes: sizes.slotBytes, totalExperts, minimum };
   if (budget === undefined || budget >= residentTotal) {
-    const buffers = modelBuffers + STAGING_BYTES + layout.expertScratchBytes + residentPlacement.extra;
+    const buffers = arenaOverhead + modelBuffers + STAGING_BYTES + layout.expertScratchBytes + residentPlacement.extra;
     return { ...base, buffers, cachedExperts: totalExperts, allResident: true, arenas: residentPlacement.arenas, total: residentTotal };
   }
   if (budget < minimum) {
@@ -123,7 +126,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
     cached--;
   }
   const { arenas, extra } = placement(cached, ioPerArena, ioPerArena);
-  const buffers = modelBuffers + STAGING_BYTES + layout.expertScratchBytes + extra;
+  const buffers = arenaOverhead + modelBuffers + STAGING_BYTES + layout.expertScratchBytes + extra;
   return { ...base, buffers, cachedExperts: cached, allResident: false, arenas, total: fixed + extra + cached * sizes.slotBytes };
 }
 

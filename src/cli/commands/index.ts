@@ -1,6 +1,7 @@
 import { chatCommand } from "./chat.js";
 import { logitsCommand } from "./logits.js";
 import { RUN_HELP, runCommand } from "./run.js";
+import { serveCommand } from "./serve.js";
 import { statsCommand } from "./stats.js";
 import { synthCommand } from "./synth.js";
 
@@ -9,6 +10,7 @@ export type Command = (argv: string[]) => Promise<void>;
 export const COMMANDS: Record<string, Command> = {
   run: runCommand,
   chat: chatCommand,
+  serve: serveCommand,
   logits: logitsCommand,
   stats: statsCommand,
   synth: synthCommand,
@@ -19,6 +21,7 @@ export const HELP = `smallthinker — run SmallThinker MoE models on CPUs within
 Commands (each takes --help):
   run       stream a completion (the default; with no model, the demo model)
   chat      interactive chat with history
+  serve     OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions)
   logits    write every position's logits to a file, for comparing engines
   stats     measure routing skew and ReGLU sparsity
   synth     write a synthetic SmallThinker GGUF (random weights)
