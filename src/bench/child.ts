@@ -1,0 +1,73 @@
+import { loadModel } from "../engine/model.js";
+import { BenchJob, EngineMeasurement, benchPrompt } from "./measure.js";
+
+/**
+ * Runs one benchmark job in its own process (so peak memory is the engine's alone) and prints the
+ * measurement as one JSON line. Both engines do the same work: evaluate a prompt, then generate
+ * tokens one at a time, greedily.
+ */
+async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
+  const started = performance.now();
+  const model = await loadModel(job.model, { threads: job.threads, contextSize: job.contextSize, memory: job.memory });
+  const loadMs = performance.now() - started;
+  const prefill: number[] = [];
+  const decode: number[] = [];
+  const engine = model.engine;
+  const argmax = (logits: Float32Array) => {
+    let best = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+    return best;
+  };
+  for (let rep = 0; rep < job.reps; rep++) {
+    engine.kv.truncate(0);
+    const prompt = benchPrompt(job.promptTokens, job.vocab, rep);
+    let logits: Float32Array = new Float32Array(0);
+    const keep = (_: number, row: Float32Array) => (logits = row);
+    let t = performance.now();
+    engine.forward(prompt, { logits: "last", onLogits: keep });
+    prefill.push((job.promptTokens / (performance.now() - t)) * 1000);
+    t = performance.now();
+    for (let i = 0; i < job.genTokens; i++) engine.forward([argmax(logits)], { logits: "last", onLogits: keep });
+    decode.push((job.genTokens / (performance.now() - t)) * 1000);
+  }
+  const note = `kernels ${model.kernels.name}` + (job.memory !== undefined ? `, budget ${(job.memory / 2 ** 20).toFixed(0)} MiB` : "");
+  await model.close();
+  return { engine: "smallthinker", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, loadMs, note };
+}
+
+async function runLlama(job: BenchJob): Promise<EngineMeasurement> {
+  process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = "true";
+  const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
+  const started = performance.now();
+  const llama = await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true, logLevel: LlamaLogLevel.error, maxThreads: job.threads });
+  const model = await llama.loadModel({ modelPath: job.model });
+  const context = await model.createContext({ contextSize: job.contextSize, batchSize: Math.min(512, job.promptTokens), threads: { ideal: job.threads, min: job.threads } });
+  const sequence = context.getSequence();
+  const loadMs = performance.now() - started;
+  const prefill: number[] = [];
+  const decode: number[] = [];
+  type Token = Parameters<typeof sequence.evaluate>[0][number];
+  for (let rep = 0; rep < job.reps; rep++) {
+    await sequence.clearHistory();
+    const prompt = benchPrompt(job.promptTokens, job.vocab, rep) as Token[];
+    let t = performance.now();
+    await sequence.evaluateWithoutGeneratingNewTokens(prompt.slice(0, -1));
+    prefill.push(((job.promptTokens - 1) / (performance.now() - t)) * 1000);
+    t = performance.now();
+    let generated = 0;
+    for await (const token of sequence.evaluate(prompt.slice(-1), { temperature: 0 })) {
+      void token;
+      if (++generated >= job.genTokens) break;
+    }
+    decode.push((generated / (performance.now() - t)) * 1000);
+  }
+  const note = `node-llama-cpp prebuilt (${llama.buildType}), mmap`;
+  await context.dispose();
+  await model.dispose();
+  return { engine: "llama.cpp", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, loadMs, note };
+}
+
+const job = JSON.parse(process.argv[2]!) as BenchJob;
+const measurement = job.engine === "smallthinker" ? await runOurs(job) : await runLlama(job);
+process.stdout.write(`${JSON.stringify(measurement)}\n`);
+process.exit(0);

@@ -1,0 +1,49 @@
+/** One engine's measurements on one model at one thread count. */
+export interface EngineMeasurement {
+  engine: string;
+  threads: number;
+  /** Tokens per second of each repetition. */
+  prefill: number[];
+  decode: number[];
+  /** Peak resident memory of the process, bytes. */
+  peakRss: number;
+  loadMs: number;
+  note?: string;
+}
+
+export interface BenchJob {
+  engine: "smallthinker" | "llama.cpp";
+  model: string;
+  threads: number;
+  promptTokens: number;
+  genTokens: number;
+  reps: number;
+  /** smallthinker only: memory budget in bytes. */
+  memory?: number;
+  contextSize: number;
+  /** Vocabulary size (prompt ids stay below it). */
+  vocab: number;
+}
+
+export interface Summary {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export function summarize(values: number[]): Summary {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { median, min: sorted[0]!, max: sorted[sorted.length - 1]! };
+}
+
+/** Prompt token ids for repetition `rep`: seeded, below the special tokens, different per repetition. */
+export function benchPrompt(count: number, vocab: number, rep: number): number[] {
+  let state = (0x9e3779b9 ^ (rep * 0x85ebca6b)) >>> 0;
+  const limit = Math.min(vocab, 151643);
+  return Array.from({ length: count }, () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state % limit;
+  });
+}
