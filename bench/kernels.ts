@@ -1,3 +1,4 @@
+import { availableParallelism, cpus } from "node:os";
 import { GgmlType, ggmlRowBytes } from "../src/gguf/types.js";
 import { ExpertRef, Kernels, KvLayerRef, MatrixRef } from "../src/kernels/api.js";
 import { Arena, Ptr } from "../src/kernels/arena.js";
@@ -9,9 +10,10 @@ import { quantize } from "../src/quant/index.js";
 // (768×1536) hot in cache, ~200 distinct ones cycled through DRAM (decode-like), the output head,
 // the fused sparse expert at ~40% active neurons, a 64-row GEMM and decode attention at 4K context;
 // WASM at 1 and 2 threads against the plain-TS reference. Medians of interleaved rounds.
-//   node dist/bench/kernels.js [rounds]
+//   node dist/bench/kernels.js [rounds] [case name filter]
 
 const ROUNDS = Math.max(7, Number(process.argv[2] ?? 9));
+const FILTER = process.argv[3] ?? "";
 const HIDDEN = 1536;
 const FFN = 768;
 const MATRICES = 200;
@@ -77,17 +79,31 @@ function median(values: number[]): number {
   return sorted[sorted.length >> 1]!;
 }
 
-function measure(cases: Case[], rounds: number): Map<string, number> {
-  const times = new Map<string, number[]>(cases.map((c) => [c.name, []]));
+interface Timing {
+  /** Median over rounds of a round's mean time per call (ms): what a stream of calls gets. */
+  roundMean: number;
+  /** Median single call (ms): the kernel itself, without the stalls other processes cause. */
+  call: number;
+}
+
+function measure(cases: Case[], rounds: number): Map<string, Timing> {
+  const means = new Map<string, number[]>(cases.map((c) => [c.name, []]));
+  const calls = new Map<string, number[]>(cases.map((c) => [c.name, []]));
   for (const c of cases) for (let i = 0; i < c.calls; i++) c.run(i);
   for (let round = 0; round < rounds; round++) {
     for (const c of cases) {
       const start = performance.now();
-      for (let i = 0; i < c.calls; i++) c.run(i);
-      times.get(c.name)!.push((performance.now() - start) / c.calls);
+      let last = start;
+      for (let i = 0; i < c.calls; i++) {
+        c.run(i);
+        const now = performance.now();
+        calls.get(c.name)!.push(now - last);
+        last = now;
+      }
+      means.get(c.name)!.push((last - start) / c.calls);
     }
   }
-  return new Map(cases.map((c) => [c.name, median(times.get(c.name)!)]));
+  return new Map(cases.map((c) => [c.name, { roundMean: median(means.get(c.name)!), call: median(calls.get(c.name)!) }]));
 }
 
 async function main(): Promise<void> {
@@ -101,26 +117,23 @@ async function main(): Promise<void> {
   const x = randoms(64 * HIDDEN, 9, 0.05);
   const matrixBytes = expertRaw.length;
   const cases: Case[] = [];
-  const reports: string[] = [];
 
-  const kernelsList: Kernels[] = process.env.ONLY2 ? [await createWasmKernels({ threads: 2 })] : [await createWasmKernels({ threads: 1 }), await createWasmKernels({ threads: 2 }), new ReferenceKernels()];
+  const kernelsList: Kernels[] = [await createWasmKernels({ threads: 1 }), await createWasmKernels({ threads: 2 }), new ReferenceKernels()];
   for (const kernels of kernelsList) {
     const label = `${kernels.name} ×${kernels.threads}`;
     const reference = kernels instanceof ReferenceKernels;
-    const b = new Bench(kernels, (reference ? 64 : 420) << 20);
+    const b = new Bench(kernels, (reference ? 96 : 420) << 20);
     const one = b.matrix(expertRaw, FFN, HIDDEN);
     const xq = b.q8(x, 64, HIDDEN);
     const y = b.arena.alloc(4 * 64 * HEAD_ROWS);
     cases.push({ name: `${label}: Q4_0 768×1536 matvec`, bytes: matrixBytes, calls: reference ? 2 : 200, run: () => kernels.matmul(one, xq, 1, y) });
-    if (reference) {
-      reports.push(label);
-      continue;
+    if (!reference) {
+      const many = matrices.map((raw) => b.matrix(raw, FFN, HIDDEN));
+      cases.push({ name: `${label}: Q4_0 768×1536 × ${MATRICES} distinct`, bytes: matrixBytes, calls: MATRICES, run: (i) => kernels.matmul(many[i]!, xq, 1, y) });
+      const head = b.matrix(headRaw, HEAD_ROWS, HIDDEN);
+      cases.push({ name: `${label}: Q4_0 151936×1536 output head`, bytes: headRaw.length, calls: 3, run: () => kernels.matmul(head, xq, 1, y) });
+      cases.push({ name: `${label}: Q4_0 768×1536 GEMM, 64 rows`, bytes: matrixBytes * 64, calls: 5, run: () => kernels.matmul(one, xq, 64, y) });
     }
-    const many = matrices.map((raw) => b.matrix(raw, FFN, HIDDEN));
-    cases.push({ name: `${label}: Q4_0 768×1536 × ${MATRICES} distinct`, bytes: matrixBytes, calls: MATRICES, run: (i) => kernels.matmul(many[i]!, xq, 1, y) });
-    const head = b.matrix(headRaw, HEAD_ROWS, HIDDEN);
-    cases.push({ name: `${label}: Q4_0 151936×1536 output head`, bytes: headRaw.length, calls: 3, run: () => kernels.matmul(head, xq, 1, y) });
-    cases.push({ name: `${label}: Q4_0 768×1536 GEMM, 64 rows`, bytes: matrixBytes * 64, calls: 5, run: () => kernels.matmul(one, xq, 64, y) });
     const down = (() => {
       const src = b.put(downRaw);
       const ptr = b.arena.alloc(kernels.packedBytes("expert-down", GgmlType.Q4_0, HIDDEN, FFN, "upstream"));
@@ -132,10 +145,11 @@ async function main(): Promise<void> {
     const rowsList = b.put(Int32Array.from({ length: 64 }, (_, i) => i));
     const active = kernels.expertForward(expert, xq, rowsList, 1, y, scratch, true);
     const expertBytes = 3 * matrixBytes;
-    for (const sparse of [true, false]) {
-      cases.push({ name: `${label}: expert, ${sparse ? "sparse" : "dense"} (${((100 * active) / FFN).toFixed(0)}% active)`, bytes: expertBytes, calls: 100,
-        run: () => kernels.expertForward(expert, xq, rowsList, 1, y, scratch, sparse) });
+    for (const sparse of reference ? [true] : [true, false]) {
+      cases.push({ name: `${label}: expert, ${sparse ? "sparse" : "dense"} (${((100 * active) / FFN).toFixed(0)}% active)`, bytes: expertBytes,
+        calls: reference ? 1 : 100, run: () => kernels.expertForward(expert, xq, rowsList, 1, y, scratch, sparse) });
     }
+    if (reference) break;
     cases.push({ name: `${label}: expert, sparse, 64 tokens`, bytes: expertBytes * 64, calls: 3, run: () => kernels.expertForward(expert, xq, rowsList, 64, y, scratch, true) });
     const [capacity, kvHeads, headDim, heads] = [4096, 2, 128, 12];
     const kvBytes = 2 * capacity * kvHeads * headDim;
@@ -146,14 +160,17 @@ async function main(): Promise<void> {
     const q = b.put(randoms(heads * headDim, 12));
     cases.push({ name: `${label}: attention decode, f16 KV, 4096 positions`, bytes: 2 * kvBytes, calls: 50,
       run: () => kernels.attention(cache, q, 1, position, { heads, kvHeads, headDim, window: Infinity, scale: 0.088 }, y) });
-    reports.push(label);
   }
 
-  const results = measure(cases, ROUNDS);
-  console.log(`kernel benchmarks: median of ${ROUNDS} interleaved rounds (GB/s of file-sized weights; µs per call)`);
-  for (const c of cases) {
-    const seconds = results.get(c.name)! / 1000;
-    console.log(`${c.name.padEnd(64)} ${(c.bytes / seconds / 1e9).toFixed(2).padStart(7)} GB/s ${(seconds * 1e6).toFixed(1).padStart(10)} µs`);
+  const selected = cases.filter((c) => c.name.includes(FILTER));
+  const results = measure(selected, ROUNDS);
+  console.log(`${cpus()[0]?.model ?? "cpu"}, ${availableParallelism()} threads available, Node ${process.version}`);
+  console.log(`kernel benchmarks, ${ROUNDS} interleaved rounds; GB/s of file-sized weights (× rows for a GEMM)`);
+  console.log(`${"".padEnd(64)} ${"median of round means".padStart(26)}   ${"median call".padStart(21)}`);
+  const show = (ms: number, bytes: number) => `${(bytes / ms / 1e6).toFixed(2).padStart(7)} GB/s ${(ms * 1e3).toFixed(1).padStart(9)} µs`;
+  for (const c of selected) {
+    const { roundMean, call } = results.get(c.name)!;
+    console.log(`${c.name.padEnd(64)} ${show(roundMean, c.bytes)}   ${show(call, c.bytes)}`);
   }
   for (const kernels of kernelsList) await kernels.dispose();
 }

@@ -3,3 +3,4 @@ export { Generation, type GenerateOptions, type GenerationResult, type FinishRea
 export type { ChatMessage } from "./chat/index.js";
 export type { SamplingOptions } from "./sampling/index.js";
 export type { SmallThinkerConfig } from "./model/config.js";
+export { startServer, type ServerOptions, type RunningServer } from "./server/index.js";

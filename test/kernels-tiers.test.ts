@@ -17,6 +17,8 @@ function runSuite(flags: string[], simd: string): Promise<{ code: number | null;
     const child = spawn(process.execPath, [...flags, "--test", "--test-reporter=tap", suite], {
       env: { ...env, SMALLTHINKER_KERNELS_SIMD: simd },
       stdio: ["ignore", "pipe", "pipe"],
+      // A hang (say, a lost wake-up in the pool) fails the test instead of stalling the run.
+      timeout: 120_000,
     });
     let output = "";
     child.stdout.on("data", (chunk) => (output += chunk));

@@ -38,11 +38,11 @@ function rawMatrix(type: GgmlType, rows: number, cols: number, seed: number): Ui
   return bytes;
 }
 
-/** One kernel implementation with an arena to work in. */
+/** One kernel implementation with an arena to work in (one per implementation, for all tests). */
 class Side {
   readonly arena: Arena;
-  constructor(readonly kernels: Kernels, bytes = 4 << 20) {
-    this.arena = kernels.createArena(bytes);
+  constructor(readonly kernels: Kernels) {
+    this.arena = kernels.createArena(16 << 20);
   }
   put(data: Uint8Array | Float32Array | Int32Array): Ptr {
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -87,6 +87,13 @@ function assertClose(actual: Float32Array, expected: Float32Array, bound: (i: nu
 let wasm1: WasmKernels;
 let wasm2: WasmKernels;
 const reference = new ReferenceKernels();
+const sides = new Map<Kernels, Side>();
+
+function sideFor(kernels: Kernels): Side {
+  let found = sides.get(kernels);
+  if (!found) sides.set(kernels, (found = new Side(kernels)));
+  return found;
+}
 
 before(async () => {
   wasm1 = await createWasmKernels({ threads: 1, simd: SIMD });
@@ -103,6 +110,21 @@ test(`the ${SIMD} build is the one loaded`, () => {
   assert.equal(wasm2.threads, 2);
 });
 
+test("a failing job reports its error and leaves the pool usable", () => {
+  const on = sideFor(wasm2);
+  const raw = rawMatrix(GgmlType.Q4_0, 256, 64, 1);
+  const w = on.matrix(GgmlType.Q4_0, 256, 64, raw);
+  const x = on.prepared("q8", randoms(64, 2), 1, 64);
+  // An output beyond the memory traps in whichever thread runs a unit writing there.
+  for (let attempt = 0; attempt < 3; attempt++) assert.throws(() => wasm2.matmul(w, x, 1, on.arena.capacity + 4096), /out of bounds/);
+  const y = on.arena.alloc(4 * 256);
+  wasm2.matmul(w, x, 1, y);
+  const expected = sideFor(reference);
+  const ref = expected.arena.alloc(4 * 256);
+  reference.matmul(expected.matrix(GgmlType.Q4_0, 256, 64, raw), expected.prepared("q8", randoms(64, 2), 1, 64), 1, ref);
+  assertBits(on.f32(y, 256), expected.f32(ref, 256), "after the failure");
+});
+
 describe("activation preparation", () => {
   test("q8 rows hold llama.cpp's AVX2 quantization exactly", () => {
     const cols = 256;
@@ -113,8 +135,8 @@ describe("activation preparation", () => {
     for (let i = 64; i < 96; i++) x[i] = (i - 80) * 0.5;
     x[100] = 1e30;
     x[130] = -7e-30;
-    const wasm = new Side(wasm2);
-    const ref = new Side(reference);
+    const wasm = sideFor(wasm2);
+    const ref = sideFor(reference);
     const ours = wasm.prepared("q8", x, rows, cols);
     const theirs = ref.prepared("q8", x, rows, cols);
     const rowBytes = wasm2.activationBytes("q8", cols);
@@ -148,8 +170,8 @@ describe("activation preparation", () => {
     // Ties, subnormal halves, overflow to infinity, NaN, signed zero.
     x.set([1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 65520, 65519, -0, NaN, 1e-40, -6.1e-5, 2 ** -14 - 2 ** -25], 0);
     for (const format of ["f16", "bf16"] as const) {
-      const wasm = new Side(wasm2);
-      const ref = new Side(reference);
+      const wasm = sideFor(wasm2);
+      const ref = sideFor(reference);
       const ours = wasm.prepared(format, x, 2, cols);
       const theirs = ref.prepared(format, x, 2, cols);
       const rowBytes = wasm2.activationBytes(format, cols);
@@ -182,9 +204,9 @@ describe("matrix products", () => {
             side.kernels.matmul(w, xp, n, y);
             return side.f32(y, n * rows);
           };
-          const one = run(new Side(wasm1));
-          const two = run(new Side(wasm2));
-          const ref = run(new Side(reference));
+          const one = run(sideFor(wasm1));
+          const two = run(sideFor(wasm2));
+          const ref = run(sideFor(reference));
           const what = `${ggmlTypeName(type)} ${rows}×${cols}, n = ${n}`;
           assertBits(two, one, `${what}, 2 threads vs 1`);
           if (QUANT.includes(type)) {
@@ -210,9 +232,9 @@ describe("matrix products", () => {
 
 describe("element-wise kernels match the reference bit for bit", () => {
   const both = (fn: (side: Side) => Float32Array, what: string) => {
-    const one = fn(new Side(wasm1, 8 << 20));
-    const two = fn(new Side(wasm2, 8 << 20));
-    const ref = fn(new Side(reference, 8 << 20));
+    const one = fn(sideFor(wasm1));
+    const two = fn(sideFor(wasm2));
+    const ref = fn(sideFor(reference));
     assertBits(two, one, `${what}, 2 threads vs 1`);
     assertBits(one, ref, what);
   };
@@ -308,10 +330,10 @@ describe("element-wise kernels match the reference bit for bit", () => {
       if (i % 7 === 0) bits[i] = (bits[i]! & ~0x0fff) | 0x1000;
     }
     const values = new Float32Array(bits.buffer);
-    const side = new Side(wasm1, 8 << 20);
-    const cache: KvLayerRef = { arena: side.arena, k: side.arena.alloc(2 * count), v: side.arena.alloc(2 * count), type: "f16", capacity: 1, kvHeads: 1, headDim: count };
-    side.kernels.storeKv(cache, side.put(values), side.put(values), 1, side.put(new Int32Array([0])));
-    const got = new Uint16Array(side.arena.bytes.buffer.slice(cache.k, cache.k + 2 * count));
+    const on = sideFor(wasm1);
+    const cache: KvLayerRef = { arena: on.arena, k: on.arena.alloc(2 * count), v: on.arena.alloc(2 * count), type: "f16", capacity: 1, kvHeads: 1, headDim: count };
+    on.kernels.storeKv(cache, on.put(values), on.put(values), 1, on.put(new Int32Array([0])));
+    const got = new Uint16Array(on.arena.bytes.buffer.slice(cache.k, cache.k + 2 * count));
     for (let i = 0; i < count; i++) assert.equal(got[i], fp32ToFp16(values[i]!), `value ${values[i]}`);
   });
 });
@@ -356,12 +378,12 @@ describe("the fused sparse expert", () => {
           const raws = [rawMatrix(types.gate, ffn, hidden, 1 + hidden), rawMatrix(types.gate, ffn, hidden, 2 + ffn), rawMatrix(types.down, dRows, dCols, 3)];
           const x = randoms(available * hidden, 7 + tokens.length, 2);
           const results = [wasm1, wasm2].flatMap((kernels) => [true, false].map((sparse) => {
-            const side = new Side(kernels);
-            return run(side, expertOn(side, types, layout, hidden, ffn, raws), x, tokens, available, sparse);
+            const on = sideFor(kernels);
+            return run(on, expertOn(on, types, layout, hidden, ffn, raws), x, tokens, available, sparse);
           }));
           const ref = (() => {
-            const side = new Side(reference);
-            return run(side, expertOn(side, types, layout, hidden, ffn, raws), x, tokens, available, true);
+            const on = sideFor(reference);
+            return run(on, expertOn(on, types, layout, hidden, ffn, raws), x, tokens, available, true);
           })();
           const what = `${hidden}×${ffn}, ${tokens.length} tokens`;
           for (const other of results.slice(1)) {
@@ -431,16 +453,16 @@ describe("attention over the ring KV cache", () => {
       const keys = randoms((last + 1) * width, 1, 2);
       const values = randoms((last + 1) * width, 2);
       const q = randoms(c.positions.length * c.heads * c.headDim, 3, 2);
-      const one = attend(new Side(wasm1), c, keys, values, q);
-      const two = attend(new Side(wasm2), c, keys, values, q);
-      const ref = attend(new Side(reference), c, keys, values, q);
+      const one = attend(sideFor(wasm1), c, keys, values, q);
+      const two = attend(sideFor(wasm2), c, keys, values, q);
+      const ref = attend(sideFor(reference), c, keys, values, q);
       assertBits(two, one, "2 threads vs 1");
       // exp and sums in f32 (the reference uses f64 sums): |Δ| ≤ 2e-6 · max |v|.
       const vmax = values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
       assertClose(one, ref, () => 2e-6 * vmax, "vs reference");
       if (c.positions.length > 1) {
         // A query gets the same bits alone (a decode step) as inside a batch.
-        const single = attend(new Side(wasm2), { ...c, positions: [c.positions[1]!] }, keys, values,
+        const single = attend(sideFor(wasm2), { ...c, positions: [c.positions[1]!] }, keys, values,
           q.subarray(c.heads * c.headDim, 2 * c.heads * c.headDim));
         assertBits(single, one.subarray(c.heads * c.headDim, 2 * c.heads * c.headDim), "decode vs batch");
       }

@@ -8,11 +8,14 @@ import { BenchJob, EngineMeasurement, benchPrompt } from "./measure.js";
  */
 async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
   const started = performance.now();
-  const model = await loadModel(job.model, { threads: job.threads, contextSize: job.contextSize, memory: job.memory });
+  const model = await loadModel(job.model, { threads: job.threads, contextSize: job.contextSize, memory: job.memory, policy: job.policy });
   const loadMs = performance.now() - started;
   const prefill: number[] = [];
   const decode: number[] = [];
   const engine = model.engine;
+  const counters = engine.experts.counters;
+  const decodeTotals = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, packMs: 0, tokens: 0 };
+  const packMs = () => ("packMs" in engine.experts ? (engine.experts.packMs as number) : 0);
   const argmax = (logits: Float32Array) => {
     let best = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
@@ -26,13 +29,29 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
     let t = performance.now();
     engine.forward(prompt, { logits: "last", onLogits: keep });
     prefill.push((job.promptTokens / (performance.now() - t)) * 1000);
+    const before = { ...counters, packMs: packMs() };
     t = performance.now();
     for (let i = 0; i < job.genTokens; i++) engine.forward([argmax(logits)], { logits: "last", onLogits: keep });
     decode.push((job.genTokens / (performance.now() - t)) * 1000);
+    decodeTotals.hits += counters.hits - before.hits;
+    decodeTotals.misses += counters.misses - before.misses;
+    decodeTotals.bytesRead += counters.bytesRead - before.bytesRead;
+    decodeTotals.stallMs += counters.stallMs - before.stallMs;
+    decodeTotals.packMs += packMs() - before.packMs;
+    decodeTotals.tokens += job.genTokens;
   }
-  const note = `kernels ${model.kernels.name}` + (job.memory !== undefined ? `, budget ${(job.memory / 2 ** 20).toFixed(0)} MiB` : "");
+  const plan = engine.plan;
+  const experts = {
+    hitRate: decodeTotals.hits / Math.max(1, decodeTotals.hits + decodeTotals.misses),
+    bytesReadPerToken: decodeTotals.bytesRead / decodeTotals.tokens,
+    stallMsPerToken: decodeTotals.stallMs / decodeTotals.tokens,
+    packMsPerToken: decodeTotals.packMs / decodeTotals.tokens,
+    cachedExperts: plan.cachedExperts,
+    totalExperts: plan.totalExperts,
+  };
+  const note = `kernels ${model.kernels.name}` + (job.memory !== undefined ? `, budget ${(job.memory / 2 ** 20).toFixed(0)} MiB, ${job.policy ?? "frequency"} policy` : "");
   await model.close();
-  return { engine: "smallthinker", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, loadMs, note };
+  return { engine: "smallthinker", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, loadMs, note, experts };
 }
 
 async function runLlama(job: BenchJob): Promise<EngineMeasurement> {
@@ -40,7 +59,7 @@ async function runLlama(job: BenchJob): Promise<EngineMeasurement> {
   const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
   const started = performance.now();
   const llama = await getLlama({ gpu: false, build: "never", usePrebuiltBinaries: true, skipDownload: true, logLevel: LlamaLogLevel.error, maxThreads: job.threads });
-  const model = await llama.loadModel({ modelPath: job.model });
+  const model = await llama.loadModel({ modelPath: job.model, useMmap: true, lazyMode: job.lazy ?? false });
   const context = await model.createContext({ contextSize: job.contextSize, batchSize: Math.min(512, job.promptTokens), threads: { ideal: job.threads, min: job.threads } });
   const sequence = context.getSequence();
   const loadMs = performance.now() - started;
@@ -61,7 +80,7 @@ async function runLlama(job: BenchJob): Promise<EngineMeasurement> {
     }
     decode.push((generated / (performance.now() - t)) * 1000);
   }
-  const note = `node-llama-cpp prebuilt (${llama.buildType}), mmap`;
+  const note = `node-llama-cpp prebuilt, mmap${job.lazy ? ", lazy tensor loading" : ""}, context ${job.contextSize}`;
   await context.dispose();
   await model.dispose();
   return { engine: "llama.cpp", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, loadMs, note };

@@ -9,6 +9,8 @@ export interface EngineMeasurement {
   peakRss: number;
   loadMs: number;
   note?: string;
+  /** smallthinker under a budget: expert cache behaviour during decode, per token. */
+  experts?: { hitRate: number; bytesReadPerToken: number; stallMsPerToken: number; packMsPerToken: number; cachedExperts: number; totalExperts: number };
 }
 
 export interface BenchJob {
@@ -23,6 +25,10 @@ export interface BenchJob {
   contextSize: number;
   /** Vocabulary size (prompt ids stay below it). */
   vocab: number;
+  /** smallthinker only: expert cache policy. */
+  policy?: "frequency" | "lru";
+  /** llama.cpp only: read tensors on demand (node-llama-cpp's lazyMode). */
+  lazy?: boolean;
 }
 
 export interface Summary {

@@ -85,7 +85,7 @@ export function samplingOptions(values: SamplingValues): SamplingOptions & { max
     topK: parseInteger(values["top-k"], "--top-k", 0),
     topP: parseNumber(values["top-p"], "--top-p", Number.MIN_VALUE, 1),
     minP: parseNumber(values["min-p"], "--min-p", 0, 1),
-    repeatPenalty: parseNumber(values["repeat-penalty"], "--repeat-penalty", Number.MIN_VALUE, 100),
+    repeatPenalty: parseNumber(values["repeat-penalty"], "--repeat-penalty", 0.01, 100),
     repeatLastN: parseInteger(values["repeat-last-n"], "--repeat-last-n", -1),
     presencePenalty: parseNumber(values["presence-penalty"], "--presence-penalty", -2, 2),
     frequencyPenalty: parseNumber(values["frequency-penalty"], "--frequency-penalty", -2, 2),

@@ -185,6 +185,8 @@ export class Model {
       const stops = new StopMatcher(stop);
       let stoppedByString = false;
       try {
+        // Cancelled while waiting in the queue: leave without evaluating anything.
+        if (signal?.aborted) return;
         const promptStart = performance.now();
         const { logits, reused } = model.evaluatePrompt(promptIds);
         cached = reused;

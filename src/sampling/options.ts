@@ -56,7 +56,8 @@ export function resolveSamplingOptions(options: SamplingOptions): ResolvedSampli
   requireNumber("topK", resolved.topK, Number.isInteger(resolved.topK) && resolved.topK >= 0, "an integer >= 0");
   requireNumber("topP", resolved.topP, resolved.topP > 0 && resolved.topP <= 1, "a number in (0, 1]");
   requireNumber("minP", resolved.minP, resolved.minP >= 0 && resolved.minP <= 1, "a number in [0, 1]");
-  requireNumber("repeatPenalty", resolved.repeatPenalty, resolved.repeatPenalty > 0 && Number.isFinite(resolved.repeatPenalty), "a finite number > 0");
+  // Beyond these bounds a penalized logit can overflow to ±Infinity.
+  requireNumber("repeatPenalty", resolved.repeatPenalty, resolved.repeatPenalty >= 0.01 && resolved.repeatPenalty <= 100, "a number in [0.01, 100]");
   requireNumber("repeatLastN", resolved.repeatLastN, Number.isInteger(resolved.repeatLastN) && resolved.repeatLastN >= -1, "an integer >= -1");
   requireNumber("presencePenalty", resolved.presencePenalty, Number.isFinite(resolved.presencePenalty), "a finite number");
   requireNumber("frequencyPenalty", resolved.frequencyPenalty, Number.isFinite(resolved.frequencyPenalty), "a finite number");

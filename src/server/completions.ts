@@ -46,7 +46,8 @@ function completionBudget(site: Site, request: GenerationRequest, promptTokens: 
   const { maxTokens: limit } = site.limits;
   if (promptTokens === 0) throw invalidRequest("The prompt is empty: at least one token is needed.", promptParam, "invalid_value");
   if (request.maxTokens !== undefined && request.maxTokens > limit) {
-    throw invalidRequest(`Invalid 'max_tokens': this server generates at most ${limit} tokens per request, but ${request.maxTokens} were requested.`, "max_tokens", "invalid_value");
+    const param = request.maxTokensParam;
+    throw invalidRequest(`Invalid '${param}': this server generates at most ${limit} tokens per request, but ${request.maxTokens} were requested.`, param, "invalid_value");
   }
   const wanted = request.maxTokens ?? 1;
   if (promptTokens + wanted > contextSize) {

@@ -82,12 +82,6 @@ export class FieldReader {
     return value;
   }
 
-  string(name: string): string | undefined {
-    const value = this.optional(name);
-    if (value !== undefined && typeof value !== "string") throw invalidType(this.param(name), "a string", value);
-    return value;
-  }
-
   requiredString(name: string): string {
     const value = this.required(name);
     if (typeof value !== "string") throw invalidType(this.param(name), "a string", value);

@@ -6,7 +6,12 @@ const JSON_TYPE = /^application\/json\s*(;|$)/i;
 const EVENT_STREAM_TYPE = "text/event-stream; charset=utf-8";
 
 function tooLarge(limit: number): ApiError {
-  return new ApiError(413, `The request body is larger than this server accepts (${limit} bytes).`, { type: "invalid_request_error", code: "request_too_large" });
+  return new ApiError(413, `The request body is larger than this server accepts (${limit} bytes).`, {
+    type: "invalid_request_error",
+    code: "request_too_large",
+    // hang up rather than read the rest of the body just to keep the connection usable
+    headers: { connection: "close" },
+  });
 }
 
 /** The request's JSON body: 415 unless it is declared as JSON, 413 past `limit` bytes, 400 unless it parses. */
@@ -42,9 +47,7 @@ function readText(request: IncomingMessage, limit: number): Promise<string> {
 
 export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  // an unread body would otherwise have to be read to the end to keep the connection usable
-  const connection: Record<string, string> = response.req.complete ? {} : { connection: "close" };
-  response.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...connection, ...headers });
+  response.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), ...headers });
   response.end(text);
 }
 

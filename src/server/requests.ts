@@ -4,8 +4,8 @@ import { invalidRequest } from "./errors.js";
 import { FieldReader, invalidType, invalidValue, isObject, kindOf, quote, unsupported } from "./fields.js";
 
 /** OpenAI allows 4; local clients (agent frameworks) often send a few more. */
-export const MAX_STOP_SEQUENCES = 16;
-export const MAX_STOP_LENGTH = 256;
+const MAX_STOP_SEQUENCES = 16;
+const MAX_STOP_LENGTH = 256;
 
 /** What a completion request asks for, checked for types and ranges but not yet against the model. */
 export interface GenerationRequest {
@@ -14,6 +14,8 @@ export interface GenerationRequest {
   includeUsage: boolean;
   /** undefined: as many as fit in the context, up to the server's limit. */
   maxTokens: number | undefined;
+  /** Which of the two names the client gave it by, for errors about it. */
+  maxTokensParam: "max_tokens" | "max_completion_tokens";
   options: Omit<GenerateOptions, "maxTokens" | "signal">;
 }
 
@@ -76,12 +78,14 @@ function readCommon(fields: FieldReader): GenerationRequest {
     includeUsage,
     // max_tokens is the older name: a client sending both means the newer one
     maxTokens: maxCompletionTokens ?? maxTokens,
+    maxTokensParam: maxCompletionTokens === undefined ? "max_tokens" : "max_completion_tokens",
     options: {
       temperature: fields.number("temperature", { min: 0, max: 2 }),
       topP: fields.number("top_p", { min: 0, max: 1, aboveMin: true }),
       topK: fields.integer("top_k", { min: 0 }),
       minP: fields.number("min_p", { min: 0, max: 1 }),
-      repeatPenalty: fields.number("repeat_penalty", { min: 0, max: 100, aboveMin: true }),
+      // far below 1 it divides logits past float32's range (the sampler then throws)
+      repeatPenalty: fields.number("repeat_penalty", { min: 0.01, max: 100 }),
       presencePenalty: fields.number("presence_penalty", { min: -2, max: 2 }),
       frequencyPenalty: fields.number("frequency_penalty", { min: -2, max: 2 }),
       seed: fields.integer("seed", { min: 0 }),

@@ -41,12 +41,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   };
   const inFlight = new Set<Promise<void>>();
+  // a response being written on a socket is not to be interrupted by an answer to garbage after it
+  const responding = new WeakSet<Socket>();
   const server = createServer((request, response) => {
+    responding.add(request.socket);
+    response.once("finish", () => responding.delete(request.socket));
     const handling = handle(site, request, response, log);
     inFlight.add(handling);
     void handling.finally(() => inFlight.delete(handling));
   });
-  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => answerMalformed(error, socket, log));
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || responding.has(socket) || error.code === "ECONNRESET") socket.destroy();
+    else answerMalformed(error, socket, log);
+  });
   const host = options.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -96,10 +103,6 @@ async function handle(site: Site, request: IncomingMessage, response: ServerResp
 
 /** Node found no HTTP request in what the client sent: answer in the API's error shape, then hang up. */
 function answerMalformed(error: NodeJS.ErrnoException, socket: Socket, log: (record: RequestRecord) => void): void {
-  if (!socket.writable || error.code === "ECONNRESET") {
-    socket.destroy();
-    return;
-  }
   const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
   const body = JSON.stringify(new ApiError(status, `Malformed HTTP request: ${error.message}`, { type: "invalid_request_error", code: error.code ?? null }));
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);

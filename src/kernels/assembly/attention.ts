@@ -70,6 +70,8 @@ export function attendChunk(k: usize, v: usize, half: bool, slotBytes: usize, ca
   const qStride = <usize>headDim << 2;
   const scaleV = f32x4.splat(scale);
   // Scores, two heads × four positions at a time (a missing fifth head or position repeats the last).
+  // Addresses advance with the loops: V8 would recompute their invariant parts inside them.
+  const rowBytes = <usize>headDim << 2;
   for (let j = 0; j < count; j += 4) {
     const k0 = keys + <usize>j * kStride;
     const k1 = keys + <usize>min<i32>(j + 1, count - 1) * kStride;
@@ -77,8 +79,13 @@ export function attendChunk(k: usize, v: usize, half: bool, slotBytes: usize, ca
     const k3 = keys + <usize>min<i32>(j + 3, count - 1) * kStride;
     for (let g = 0; g < group; g += 2) {
       const g1 = min<i32>(g + 1, group - 1);
-      const q0 = q + <usize>g * qStride;
-      const q1 = q + <usize>g1 * qStride;
+      let q0 = q + <usize>g * qStride;
+      let q1 = q + <usize>g1 * qStride;
+      let y0 = k0;
+      let y1 = k1;
+      let y2 = k2;
+      let y3 = k3;
+      const end = q0 + rowBytes;
       let a0 = f32x4.splat(0);
       let a1 = f32x4.splat(0);
       let a2 = f32x4.splat(0);
@@ -87,22 +94,27 @@ export function attendChunk(k: usize, v: usize, half: bool, slotBytes: usize, ca
       let b1 = f32x4.splat(0);
       let b2 = f32x4.splat(0);
       let b3 = f32x4.splat(0);
-      for (let d = 0; d < headDim; d += 4) {
-        const o = <usize>d << 2;
-        const x0 = v128.load(q0 + o);
-        const x1 = v128.load(q1 + o);
-        const y0 = v128.load(k0 + o);
-        const y1 = v128.load(k1 + o);
-        const y2 = v128.load(k2 + o);
-        const y3 = v128.load(k3 + o);
-        a0 = madd(x0, y0, a0);
-        a1 = madd(x0, y1, a1);
-        a2 = madd(x0, y2, a2);
-        a3 = madd(x0, y3, a3);
-        b0 = madd(x1, y0, b0);
-        b1 = madd(x1, y1, b1);
-        b2 = madd(x1, y2, b2);
-        b3 = madd(x1, y3, b3);
+      while (q0 < end) {
+        const x0 = v128.load(q0);
+        const x1 = v128.load(q1);
+        const v0 = v128.load(y0);
+        const v1 = v128.load(y1);
+        const v2 = v128.load(y2);
+        const v3 = v128.load(y3);
+        a0 = madd(x0, v0, a0);
+        a1 = madd(x0, v1, a1);
+        a2 = madd(x0, v2, a2);
+        a3 = madd(x0, v3, a3);
+        b0 = madd(x1, v0, b0);
+        b1 = madd(x1, v1, b1);
+        b2 = madd(x1, v2, b2);
+        b3 = madd(x1, v3, b3);
+        q0 += 16;
+        q1 += 16;
+        y0 += 16;
+        y1 += 16;
+        y2 += 16;
+        y3 += 16;
       }
       v128.store(scores + (<usize>(g * chunkSize + j) << 2), f32x4.mul(transposeSumF32(a0, a1, a2, a3), scaleV));
       v128.store(scores + (<usize>(g1 * chunkSize + j) << 2), f32x4.mul(transposeSumF32(b0, b1, b2, b3), scaleV));
@@ -140,9 +152,12 @@ export function attendChunk(k: usize, v: usize, half: bool, slotBytes: usize, ca
       let b2 = f32x4.splat(0);
       let b3 = f32x4.splat(0);
       let row = values + (<usize>d << 2);
-      for (let j = 0; j < count; j++) {
-        const w0 = v128.load32_splat(e0 + (<usize>j << 2));
-        const w1 = v128.load32_splat(e1 + (<usize>j << 2));
+      let w0p = e0;
+      let w1p = e1;
+      const end = e0 + (<usize>count << 2);
+      while (w0p < end) {
+        const w0 = v128.load32_splat(w0p);
+        const w1 = v128.load32_splat(w1p);
         const v0 = v128.load(row);
         const v1 = v128.load(row, 16);
         const v2 = v128.load(row, 32);
@@ -156,6 +171,8 @@ export function attendChunk(k: usize, v: usize, half: bool, slotBytes: usize, ca
         b2 = madd(w1, v2, b2);
         b3 = madd(w1, v3, b3);
         row += vStride;
+        w0p += 4;
+        w1p += 4;
       }
       const out0 = partial + (<usize>(g * partialFloats(headDim) + 2 + d) << 2);
       const out1 = partial + (<usize>(g1 * partialFloats(headDim) + 2 + d) << 2);
@@ -230,7 +247,7 @@ export function attendChunks(k: usize, v: usize, half: bool, slotBytes: usize, c
 }
 
 /** Number of chunks the visible range of a query at `position` spans. */
-export function chunkCount(position: i32, window: i32, chunkSize: i32): i32 {
+function chunkCount(position: i32, window: i32, chunkSize: i32): i32 {
   return position / chunkSize - firstVisible(position, window) / chunkSize + 1;
 }
 

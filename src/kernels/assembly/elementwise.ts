@@ -2,8 +2,7 @@
 // (no fused multiply-add), so results are bit-identical to it.
 
 import { F16_EXP_INF, F16_SIGN_EM, F32_INF, NIBBLE_MASK, POW2_112, constant, f32ToHalves, halvesToF32 } from "./simd";
-import { Q4_0, Q8_0 } from "./quantized";
-import { BF16, F16 } from "./floats";
+import { BF16, F16, Q4_0, Q8_0 } from "./types";
 
 /** Rows [r0, r1): dst = x / sqrt(mean(x²) + eps) · weight, the sum of squares in f64 in order. */
 export function rmsNorm(src: usize, weight: usize, cols: i32, eps: f32, dst: usize, r0: i32, r1: i32): void {

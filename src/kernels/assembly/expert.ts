@@ -7,13 +7,16 @@
 
 import { q8RowBytes, quantizeBlocks, roundToBf16, roundToF16 } from "./activations";
 import { floatGatheredRows, floatMatmul } from "./floats";
-import { Q4_0, Q8_0, activationRow, quantGatheredRows, quantMatmul } from "./quantized";
+import { activationRow, quantGatheredRows, quantMatmul } from "./quantized";
+import { Q4_0, Q8_0 } from "./types";
 
-/** How h is prepared for the down projection. */
-export const DOWN_QUANT: i32 = 0; // q8 row and neuron pairs (Q4_0/Q8_0 in llama.cpp's orientation)
-export const DOWN_AS_IS: i32 = 1; // f32 (every type in PowerInfer's orientation; F32 in llama.cpp's)
-export const DOWN_F16: i32 = 2; // rounded to f16 (F16, llama.cpp's orientation)
-export const DOWN_BF16: i32 = 3; // rounded to bf16
+/**
+ * How h is prepared for the down projection (numbered as DownKind in src/kernels/wasm/kernels.ts);
+ * 1 leaves it as f32 (every type in PowerInfer's orientation, F32 in llama.cpp's).
+ */
+const DOWN_QUANT: i32 = 0; // q8 row and neuron pairs (Q4_0/Q8_0 in llama.cpp's orientation)
+const DOWN_F16: i32 = 2; // rounded to f16 (F16, llama.cpp's orientation)
+const DOWN_BF16: i32 = 3; // rounded to bf16
 
 @inline export function hOffset(ffn: i32): usize {
   return <usize>ffn << 2;

@@ -5,10 +5,7 @@
 
 import { F16_EXP_INF, F16_SIGN_EM, F32_INF, POW2_112, constant, halfToF32, halvesToF32, madd, transposeSumF32 } from "./simd";
 import { activationRow, storeLanes } from "./quantized";
-
-export const F32: i32 = 0;
-export const F16: i32 = 1;
-export const BF16: i32 = 30;
+import { BF16x, F16, F16x, F32, F32x, typeNumber } from "./types";
 
 @inline export function elementBytes(type: i32): usize {
   return type == F32 ? 4 : 2;
@@ -66,6 +63,14 @@ export const BF16: i32 = 30;
 /** y[t][r] = W[r]·x[t] for rows [r0, r1) and all n activation rows. */
 export function floatMatmul(type: i32, w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
   y: usize, yStride: usize, r0: i32, r1: i32): void {
+  if (type == F32) floatMatmulOf<F32x>(w, cols, rows, x, xStride, xIndex, n, y, yStride, r0, r1);
+  else if (type == F16) floatMatmulOf<F16x>(w, cols, rows, x, xStride, xIndex, n, y, yStride, r0, r1);
+  else floatMatmulOf<BF16x>(w, cols, rows, x, xStride, xIndex, n, y, yStride, r0, r1);
+}
+
+function floatMatmulOf<T>(w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
+  y: usize, yStride: usize, r0: i32, r1: i32): void {
+  const type = typeNumber<T>();
   const rowBytes = <usize>cols * elementBytes(type);
   const chunk = max<i32>(4, (<i32>((<usize>131072) / rowBytes)) & ~3);
   for (let c = r0; c < r1; c += chunk) {
@@ -87,6 +92,13 @@ export function floatMatmul(type: i32, w: usize, cols: i32, rows: i32, x: usize,
 
 /** out[r] = W[r]·x for the `count` rows listed (i32) at `list`. */
 export function floatGatheredRows(type: i32, w: usize, cols: i32, list: usize, count: i32, x: usize, out: usize): void {
+  if (type == F32) floatGatheredRowsOf<F32x>(w, cols, list, count, x, out);
+  else if (type == F16) floatGatheredRowsOf<F16x>(w, cols, list, count, x, out);
+  else floatGatheredRowsOf<BF16x>(w, cols, list, count, x, out);
+}
+
+function floatGatheredRowsOf<T>(w: usize, cols: i32, list: usize, count: i32, x: usize, out: usize): void {
+  const type = typeNumber<T>();
   const rowBytes = <usize>cols * elementBytes(type);
   for (let k = 0; k < count; k += 4) {
     const i0 = load<i32>(list + (<usize>k << 2));

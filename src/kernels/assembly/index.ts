@@ -4,14 +4,15 @@
 import { q8RowBytes, quantizeBlocks, roundToBf16, roundToF16 } from "./activations";
 import { packDownQuant, transposeFloat } from "./down";
 import { elementBytes } from "./floats";
-import { Q4_0, Q8_0, packQuantMatrix } from "./quantized";
+import { packQuantMatrix } from "./quantized";
+import { Q4_0, Q8_0 } from "./types";
 
 export { initConstants } from "./simd";
 export { quantMatmul, quantGatheredRows } from "./quantized";
 export { floatMatmul, floatGatheredRows } from "./floats";
 export { expertGateUp, expertTokenBytes } from "./expert";
 export { expertDown } from "./down";
-export { attendChunks, attendUnit, chunkCount, foldStored } from "./attention";
+export { attendChunks, attendUnit, foldStored } from "./attention";
 export { add, dequantizeRows, moeCombine, rmsNorm, rope, storeKv } from "./elementwise";
 
 // Activation formats, numbered as in src/kernels/wasm/exports.ts.
@@ -51,13 +52,13 @@ export function packMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i
 /**
  * Packs an expert's down matrix as the file holds it (`rows` × `cols`, see DownLayout): llama.cpp's
  * orientation becomes neuron-major (quantized) or one row per neuron (floats); PowerInfer's is
- * already one row per neuron.
+ * already one row per neuron. `scratch`: 256 bytes.
  */
-export function packDown(type: i32, upstream: bool, src: usize, dst: usize, rows: i32, cols: i32): void {
+export function packDown(type: i32, upstream: bool, src: usize, dst: usize, rows: i32, cols: i32, scratch: usize): void {
   if (!upstream) {
     memory.copy(dst, src, fileBytes(type, rows, cols));
   } else if (type == Q4_0 || type == Q8_0) {
-    packDownQuant(type, src, dst, rows, cols);
+    packDownQuant(type, src, dst, rows, cols, scratch);
   } else {
     transposeFloat(<i32>elementBytes(type), src, dst, rows, cols);
   }

@@ -1,25 +1,36 @@
 // Q4_0 and Q8_0 matrices times q8 activations.
 //
 // Packed layout: rows in groups of 4 (the last group zero-padded). A group of nb blocks is
-//   [nb × 4 f16 scales] [nb × 4 rows × block values]
-// with 16 nibble bytes per Q4_0 row-block (GGUF's order: low nibbles are elements 0..15, high
-// nibbles 16..31) and 32 bytes per Q8_0 row-block. One 4-row group is one vector of results.
+//   [nb × 4 f16 scales] [values]
+// The values come a 64-byte line per row at a time: 4 Q4_0 row-blocks (16 nibble bytes each, GGUF's
+// order: low nibbles are elements 0..15, high nibbles 16..31) or 2 Q8_0 row-blocks (32 bytes), the
+// group's four rows in turn, then the next blocks (a last partial line is padded). A group is one
+// vector of results in the dense product, and a single row read alone (the sparse up projection)
+// still uses whole cache lines.
 //
 // Every result equals the reference bit for bit: per block the integer sum is exact, it is scaled by
 // f32(d_w · d_x) and added to the row's f32 accumulator in block order; lanes are rows, never blocks.
 
 import { q8Bias, q8I16, q8Scales } from "./activations";
 import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
+import { Q4, Q4_0, Q8, Q8_0, typeNumber } from "./types";
 
-export const Q4_0: i32 = 2;
-export const Q8_0: i32 = 8;
-
-@inline export function groupBlockBytes(type: i32): usize {
-  return type == Q4_0 ? 72 : 136;
-}
 
 @inline function rowBlockBytes(type: i32): usize {
   return type == Q4_0 ? 16 : 32;
+}
+
+/** Offset of block b of a group's row 0 in its value region (row k is 64·k further). */
+@inline function blockOffset(type: i32, b: i32): usize {
+  return type == Q4_0 ? (<usize>(b >> 2) << 8) | (<usize>(b & 3) << 4) : (<usize>(b >> 1) << 8) | (<usize>(b & 1) << 5);
+}
+
+@inline function valueRegionBytes(type: i32, nb: i32): usize {
+  return <usize>(type == Q4_0 ? (nb + 3) >> 2 : (nb + 1) >> 1) << 8;
+}
+
+export function groupBytes(type: i32, nb: i32): usize {
+  return (<usize>nb << 3) + valueRegionBytes(type, nb);
 }
 
 /** The i8/i16 row of token t: rows are consecutive, or picked by an i32 index list. */
@@ -103,37 +114,54 @@ export const Q8_0: i32 = 8;
   if (valid > 2) v128.store32_lane(p, v, 2, 8);
 }
 
-/** Four rows (given by their block-0 value and scale addresses) · one activation row. */
-@inline function dotRows4(type: i32, nb: i32, p0: usize, p1: usize, p2: usize, p3: usize, scales: usize, gathered: bool,
-  s1: usize, s2: usize, s3: usize, x: usize, cols: i32, step: usize, scaleStep: usize): v128 {
+/** One block of four rows: values at p0..p3, f16 scales at s0..s3 (one load at s0 unless gathered). */
+@inline function blockStep(type: i32, acc: v128, p0: usize, p1: usize, p2: usize, p3: usize, s0: usize, s1: usize, s2: usize, s3: usize,
+  gathered: bool, x: usize, cols: i32, b: i32, mask: v128, signEm: v128, pow2_112: v128): v128 {
+  let sums: v128;
+  if (type == Q4_0) {
+    sums = i32x4.sub(q4Sums(p0, p1, p2, p3, x + (<usize>b << 5), q8I16(x, cols) + (<usize>b << 6), mask),
+      v128.load32_splat(q8Bias(x, cols) + (<usize>b << 2)));
+  } else {
+    sums = q8Sums(p0, p1, p2, p3, q8I16(x, cols) + (<usize>b << 6));
+  }
+  let h: v128;
+  if (gathered) {
+    h = v128.load16_lane(s0, i32x4.splat(0), 0);
+    h = v128.load16_lane(s1, h, 1);
+    h = v128.load16_lane(s2, h, 2);
+    h = v128.load16_lane(s3, h, 3);
+    h = i32x4.extend_low_i16x8_s(h);
+  } else {
+    h = v128.load16x4_s(s0);
+  }
+  return accumulate(acc, sums, halvesToF32Finite(h, signEm, pow2_112), q8Scales(x, cols) + (<usize>b << 2));
+}
+
+/**
+ * Four rows · one activation row. p0..p3: each row's first value line; s0..s3: each row's first
+ * scale. The addresses are carried from block to block: computed from the block index, V8 would
+ * recompute their invariant parts inside the loop.
+ */
+@inline function dotRows4(type: i32, nb: i32, p0: usize, p1: usize, p2: usize, p3: usize, s0: usize, s1: usize, s2: usize, s3: usize,
+  gathered: bool, x: usize, cols: i32): v128 {
   const mask = constant(NIBBLE_MASK);
   const signEm = constant(F16_SIGN_EM);
   const pow2_112 = constant(POW2_112);
-  const x16 = q8I16(x, cols);
-  const xScales = q8Scales(x, cols);
-  const xBias = q8Bias(x, cols);
+  const r = rowBlockBytes(type);
+  const lineEnd = type == Q4_0 ? 3 : 1;
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const o = <usize>b * step;
-    let sums: v128;
-    if (type == Q4_0) {
-      sums = i32x4.sub(q4Sums(p0 + o, p1 + o, p2 + o, p3 + o, x + (<usize>b << 5), x16 + (<usize>b << 6), mask),
-        v128.load32_splat(xBias + (<usize>b << 2)));
-    } else {
-      sums = q8Sums(p0 + o, p1 + o, p2 + o, p3 + o, x16 + (<usize>b << 6));
-    }
-    const so = <usize>b * scaleStep;
-    let h: v128;
-    if (gathered) {
-      h = v128.load16_lane(scales + so, i32x4.splat(0), 0);
-      h = v128.load16_lane(s1 + so, h, 1);
-      h = v128.load16_lane(s2 + so, h, 2);
-      h = v128.load16_lane(s3 + so, h, 3);
-      h = i32x4.extend_low_i16x8_s(h);
-    } else {
-      h = v128.load16x4_s(scales + so);
-    }
-    acc = accumulate(acc, sums, halvesToF32Finite(h, signEm, pow2_112), xScales + (<usize>b << 2));
+    acc = blockStep(type, acc, p0, p1, p2, p3, s0, s1, s2, s3, gathered, x, cols, b, mask, signEm, pow2_112);
+    // Next block: the next row-block in the line, or the first of the row's next line.
+    const step: usize = (b & lineEnd) == lineEnd ? 256 - <usize>lineEnd * r : r;
+    p0 += step;
+    p1 += step;
+    p2 += step;
+    p3 += step;
+    s0 += 8;
+    s1 += 8;
+    s2 += 8;
+    s3 += 8;
   }
   return acc;
 }
@@ -155,11 +183,11 @@ export const Q8_0: i32 = 8;
   let a2 = f32x4.splat(0);
   let a3 = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const q = nibbles + (<usize>b << 6);
+    const q = nibbles + blockOffset(Q4_0, b);
     const w0 = v128.load(q);
-    const w1 = v128.load(q, 16);
-    const w2 = v128.load(q, 32);
-    const w3 = v128.load(q, 48);
+    const w1 = v128.load(q, 64);
+    const w2 = v128.load(q, 128);
+    const w3 = v128.load(q, 192);
     const l0 = v128.and(w0, mask);
     const h0 = v128.and(i16x8.shr_u(w0, 4), mask);
     const l1 = v128.and(w1, mask);
@@ -201,11 +229,17 @@ export const Q8_0: i32 = 8;
  */
 export function quantMatmul(type: i32, w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
   y: usize, yStride: usize, g0: i32, g1: i32): void {
+  if (type == Q4_0) quantMatmulOf<Q4>(w, cols, rows, x, xStride, xIndex, n, y, yStride, g0, g1);
+  else quantMatmulOf<Q8>(w, cols, rows, x, xStride, xIndex, n, y, yStride, g0, g1);
+}
+
+function quantMatmulOf<T>(w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
+  y: usize, yStride: usize, g0: i32, g1: i32): void {
+  const type = typeNumber<T>();
   const nb = cols >> 5;
-  const groupBytes = <usize>nb * groupBlockBytes(type);
-  const chunk = max<i32>(1, <i32>((<usize>131072) / groupBytes));
+  const group = groupBytes(type, nb);
+  const chunk = max<i32>(1, <i32>((<usize>131072) / group));
   const valuesOffset = <usize>nb << 3;
-  const step = rowBlockBytes(type) * 4;
   for (let c = g0; c < g1; c += chunk) {
     const cEnd = min<i32>(c + chunk, g1);
     let t = 0;
@@ -216,17 +250,16 @@ export function quantMatmul(type: i32, w: usize, cols: i32, rows: i32, x: usize,
         const x2 = activationRow(x, xStride, xIndex, t + 2);
         const x3 = activationRow(x, xStride, xIndex, t + 3);
         for (let g = c; g < cEnd; g++) {
-          q4Tile4(nb, w + <usize>g * groupBytes, x0, x1, x2, x3, cols, y + <usize>t * yStride + (<usize>g << 4), yStride, rows - (g << 2));
+          q4Tile4(nb, w + <usize>g * group, x0, x1, x2, x3, cols, y + <usize>t * yStride + (<usize>g << 4), yStride, rows - (g << 2));
         }
       }
     }
     for (; t < n; t++) {
       const xt = activationRow(x, xStride, xIndex, t);
       for (let g = c; g < cEnd; g++) {
-        const group = w + <usize>g * groupBytes;
-        const v = group + valuesOffset;
-        const r = rowBlockBytes(type);
-        const acc = dotRows4(type, nb, v, v + r, v + 2 * r, v + 3 * r, group, false, 0, 0, 0, xt, cols, step, 8);
+        const base = w + <usize>g * group;
+        const v = base + valuesOffset;
+        const acc = dotRows4(type, nb, v, v + 64, v + 128, v + 192, base, 0, 0, 0, false, xt, cols);
         storeLanes(y + <usize>t * yStride + (<usize>g << 4), acc, rows - (g << 2));
       }
     }
@@ -239,25 +272,29 @@ export function quantMatmul(type: i32, w: usize, cols: i32, rows: i32, x: usize,
  * `quantMatmul`, so a row's result does not depend on which rows it was gathered with.
  */
 export function quantGatheredRows(type: i32, w: usize, cols: i32, list: usize, count: i32, x: usize, out: usize): void {
+  if (type == Q4_0) quantGatheredRowsOf<Q4>(w, cols, list, count, x, out);
+  else quantGatheredRowsOf<Q8>(w, cols, list, count, x, out);
+}
+
+function quantGatheredRowsOf<T>(w: usize, cols: i32, list: usize, count: i32, x: usize, out: usize): void {
+  const type = typeNumber<T>();
   const nb = cols >> 5;
-  const groupBytes = <usize>nb * groupBlockBytes(type);
+  const group = groupBytes(type, nb);
   const valuesOffset = <usize>nb << 3;
-  const r = rowBlockBytes(type);
-  const step = r * 4;
   for (let k = 0; k < count; k += 4) {
     const i0 = load<i32>(list + (<usize>k << 2));
     const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
     const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
     const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
-    const g0 = w + <usize>(i0 >> 2) * groupBytes;
-    const g1 = w + <usize>(i1 >> 2) * groupBytes;
-    const g2 = w + <usize>(i2 >> 2) * groupBytes;
-    const g3 = w + <usize>(i3 >> 2) * groupBytes;
+    const g0 = w + <usize>(i0 >> 2) * group;
+    const g1 = w + <usize>(i1 >> 2) * group;
+    const g2 = w + <usize>(i2 >> 2) * group;
+    const g3 = w + <usize>(i3 >> 2) * group;
     const acc = dotRows4(type, nb,
-      g0 + valuesOffset + <usize>(i0 & 3) * r, g1 + valuesOffset + <usize>(i1 & 3) * r,
-      g2 + valuesOffset + <usize>(i2 & 3) * r, g3 + valuesOffset + <usize>(i3 & 3) * r,
-      g0 + (<usize>(i0 & 3) << 1), true, g1 + (<usize>(i1 & 3) << 1), g2 + (<usize>(i2 & 3) << 1), g3 + (<usize>(i3 & 3) << 1),
-      x, cols, step, 8);
+      g0 + valuesOffset + (<usize>(i0 & 3) << 6), g1 + valuesOffset + (<usize>(i1 & 3) << 6),
+      g2 + valuesOffset + (<usize>(i2 & 3) << 6), g3 + valuesOffset + (<usize>(i3 & 3) << 6),
+      g0 + (<usize>(i0 & 3) << 1), g1 + (<usize>(i1 & 3) << 1), g2 + (<usize>(i2 & 3) << 1), g3 + (<usize>(i3 & 3) << 1),
+      true, x, cols);
     store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
     if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
     if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
@@ -270,17 +307,20 @@ export function packQuantMatrix(type: i32, src: usize, dst: usize, rows: i32, co
   const nb = cols >> 5;
   const fileBlock: usize = type == Q4_0 ? 18 : 34;
   const r = rowBlockBytes(type);
-  const groupBytes = <usize>nb * groupBlockBytes(type);
+  const bytes = groupBytes(type, nb);
   const groups = (rows + 3) >> 2;
-  memory.fill(dst, 0, <usize>groups * groupBytes);
+  // Padding (missing rows of the last group, the rest of a last partial line) must read as zeros.
+  if ((rows & 3) != 0 || nb % (type == Q4_0 ? 4 : 2) != 0) memory.fill(dst, 0, <usize>groups * bytes);
   for (let row = 0; row < rows; row++) {
-    const group = dst + <usize>(row >> 2) * groupBytes;
+    const group = dst + <usize>(row >> 2) * bytes;
     const lane = <usize>(row & 3);
     const from = src + <usize>row * <usize>nb * fileBlock;
     for (let b = 0; b < nb; b++) {
       const block = from + <usize>b * fileBlock;
       store<u16>(group + (<usize>b << 3) + (lane << 1), load<u16>(block));
-      memory.copy(group + (<usize>nb << 3) + <usize>b * r * 4 + lane * r, block + 2, r);
+      const to = group + (<usize>nb << 3) + blockOffset(type, b) + (lane << 6);
+      v128.store(to, v128.load(block, 2));
+      if (r == 32) v128.store(to, v128.load(block, 18), 16);
     }
   }
 }

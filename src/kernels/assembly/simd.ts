@@ -6,16 +6,14 @@
 export const CONSTANTS: usize = 64;
 
 export const NIBBLE_MASK: usize = 0; // i8x16 0x0f
-export const ONES_I16: usize = 16; // i16x8 1
-export const F16_SIGN_EM: usize = 32; // i32x4 0x8fffe000: sign and exponent/mantissa of a half shifted left 13
-export const F16_EXP_INF: usize = 48; // i32x4 0x0f800000: a half's all-ones exponent after the shift
-export const F32_INF: usize = 64; // i32x4 0x7f800000
-export const POW2_112: usize = 80; // f32x4 2^112
-export const PAIR_SHUFFLE: usize = 96; // i8x16 0,8,1,9,…,7,15: interleaves the halves of a vector byte by byte
+export const F16_SIGN_EM: usize = 16; // i32x4 0x8fffe000: sign and exponent/mantissa of a half shifted left 13
+export const F16_EXP_INF: usize = 32; // i32x4 0x0f800000: a half's all-ones exponent after the shift
+export const F32_INF: usize = 48; // i32x4 0x7f800000
+export const POW2_112: usize = 64; // f32x4 2^112
+export const PAIR_SHUFFLE: usize = 80; // i8x16 0,8,1,9,…,7,15: interleaves the halves of a vector byte by byte
 
 export function initConstants(): void {
   v128.store(CONSTANTS + NIBBLE_MASK, i8x16.splat(0x0f));
-  v128.store(CONSTANTS + ONES_I16, i16x8.splat(1));
   v128.store(CONSTANTS + F16_SIGN_EM, i32x4.splat(0x8fffe000));
   v128.store(CONSTANTS + F16_EXP_INF, i32x4.splat(0x0f800000));
   v128.store(CONSTANTS + F32_INF, i32x4.splat(0x7f800000));
@@ -40,16 +38,6 @@ export function initConstants(): void {
   const shifted = v128.and(i32x4.shl(h, 13), signEm);
   const special = i32x4.eq(v128.and(shifted, expInf), expInf);
   return v128.or(f32x4.mul(shifted, pow2_112), v128.and(special, f32Inf));
-}
-
-/** Eight halves at `p` as two f32x4 (low four, high four). */
-@inline export function loadHalvesLow(p: usize, signEm: v128, pow2_112: v128, expInf: v128, f32Inf: v128): v128 {
-  return halvesToF32(v128.load16x4_s(p), signEm, pow2_112, expInf, f32Inf);
-}
-
-/** Four bfloat16 at `p` as f32x4. */
-@inline export function loadBf16x4(p: usize): v128 {
-  return i32x4.shl(v128.load16x4_u(p), 16);
 }
 
 /** Horizontal f32 sum in a fixed order: (v0 + v2) + (v1 + v3). */

@@ -7,7 +7,7 @@ export interface KernelExports {
   activationRowBytes(format: number, cols: number): number;
   prepareRows(format: number, src: number, cols: number, dst: number, r0: number, r1: number): void;
   packMatrix(type: number, src: number, dst: number, rows: number, cols: number): void;
-  packDown(type: number, upstream: number, src: number, dst: number, rows: number, cols: number): void;
+  packDown(type: number, upstream: number, src: number, dst: number, rows: number, cols: number, scratch: number): void;
   quantMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, g0: number, g1: number): void;
   floatMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
@@ -21,7 +21,6 @@ export interface KernelExports {
     scale: number, position: number, window: number, chunkSize: number, c0: number, c1: number, scratch: number, partials: number): void;
   attendUnit(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
     scale: number, position: number, window: number, chunkSize: number, scratch: number, out: number): void;
-  chunkCount(position: number, window: number, chunkSize: number): number;
   foldStored(partials: number, count: number, group: number, headDim: number, out: number): void;
   rmsNorm(src: number, weight: number, cols: number, eps: number, dst: number, r0: number, r1: number): void;
   rope(x: number, heads: number, headDim: number, cos: number, sin: number, t0: number, t1: number): void;

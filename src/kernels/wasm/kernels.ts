@@ -25,6 +25,7 @@ import {
   partialBytes,
   partialsArea,
   reservedBytes,
+  threadScratch,
 } from "./layout.js";
 import { ArenaInstances, WorkerPool } from "./pool.js";
 
@@ -110,7 +111,7 @@ export class WasmKernels implements Kernels {
     packedBytes(kind, type, rows, cols, layout);
     const k = this.main.instance(this.own(arena));
     if (kind === "matrix") k.packMatrix(type, src, dst, rows, cols);
-    else k.packDown(type, layout === "upstream" ? 1 : 0, src, dst, rows, cols);
+    else k.packDown(type, layout === "upstream" ? 1 : 0, src, dst, rows, cols, threadScratch(0));
   }
 
   activationBytes(format: ActivationFormat, cols: number): number {

@@ -35,7 +35,8 @@ export function partialBytes(group: number, headDim: number): number {
   return 4 * group * (headDim + 2);
 }
 
-const QUANT_GROUP_BLOCK_BYTES: Partial<Record<GgmlType, number>> = { [GgmlType.Q4_0]: 72, [GgmlType.Q8_0]: 136 };
+/** Row-blocks of a type per 64-byte line of a packed 4-row group (see assembly/quantized.ts). */
+const BLOCKS_PER_LINE: Partial<Record<GgmlType, number>> = { [GgmlType.Q4_0]: 4, [GgmlType.Q8_0]: 2 };
 const FLOAT_TYPES = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
 
 export function isQuant(type: GgmlType): boolean {
@@ -49,12 +50,16 @@ export function checkType(type: GgmlType, cols: number): void {
 
 /**
  * Packed sizes. Q4_0/Q8_0 matrices group rows by four (so a matrix packed 64 rows at a time is the
- * same as packed whole); every other packing keeps the file's size.
+ * same as packed whole): per group the f16 scales, then the values in whole 64-byte lines (the file's
+ * size when a row is a whole number of lines). Every other packing keeps the file's size.
  */
 export function packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols: number, layout?: DownLayout): number {
   checkType(type, cols);
-  const perGroup = QUANT_GROUP_BLOCK_BYTES[type];
-  if (kind === "matrix" && perGroup !== undefined) return Math.ceil(rows / 4) * (cols / 32) * perGroup;
+  const perLine = BLOCKS_PER_LINE[type];
+  if (kind === "matrix" && perLine !== undefined) {
+    const blocks = cols / 32;
+    return Math.ceil(rows / 4) * (8 * blocks + 256 * Math.ceil(blocks / perLine));
+  }
   if (kind === "expert-down" && layout === "upstream" && rows % 32 !== 0) {
     throw new Error(`wasm kernels: expert down with ${rows} hidden rows (a multiple of 32 is needed)`);
   }

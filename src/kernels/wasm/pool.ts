@@ -1,4 +1,4 @@
-import { MessageChannel, MessagePort, Worker } from "node:worker_threads";
+import { MessageChannel, MessagePort, Worker, receiveMessageOnPort } from "node:worker_threads";
 import { KernelExports, instantiate } from "./exports.js";
 import { JobArgs, JobContext, OpCode, runUnit } from "./jobs.js";
 
@@ -37,10 +37,25 @@ const CONTROL_BYTES = ARGS_OFFSET + 8 * MAX_ARGS;
 export const MAX_UNITS = 0xffff;
 
 /**
- * How long to poll before sleeping: a few tens of microseconds, so the back-to-back kernels of a
- * decode step hand over without a system call, while a core another process needs is given back soon.
+ * How long to poll before sleeping, in ms: long enough that the kernels of a decode step, a few
+ * microseconds of JS apart, hand over without a system call (waking a sleeping thread costs tens of
+ * microseconds here), short enough to give a core that another process needs back soon.
  */
-export const SPIN_ROUNDS = 1 << 13;
+export const SPIN_MS = 0.1;
+
+/** Sleepers look again after this long even if not notified (insurance: notifications are not missed). */
+export const SLEEP_CHECK_MS = 100;
+
+/** Polls `slot` until it differs from `value` or SPIN_MS pass; returns the last value read. */
+export function spinWhileEqual(slots: Int32Array, slot: number, value: number): number {
+  const deadline = performance.now() + SPIN_MS;
+  for (let round = 1; ; round++) {
+    const current = Atomics.load(slots, slot);
+    if (current !== value) return current;
+    // Reading the clock costs far more than a load: look at it now and then.
+    if ((round & 255) === 0 && performance.now() > deadline) return current;
+  }
+}
 
 export interface ControlViews {
   slots: Int32Array;
@@ -53,32 +68,41 @@ export function controlViews(control: SharedArrayBuffer): ControlViews {
 
 /**
  * Claims and runs units of job `seq` until none is left, adding their counts to `Count` before
- * reporting each unit completed. Used by the main thread and the workers alike; a worker's failure
- * is recorded in `Failed` (the main thread's own is thrown, after the job completes).
+ * reporting each unit completed. Used by the main thread and the workers alike. A worker reports its
+ * failure (`report`) and sets `Failed`; after its own failure the main thread still claims (without
+ * running) the units left, so the job completes, and throws once it has.
  */
-export function claimAndRun(views: ControlViews, context: JobContext, seq: number, participant: number): void {
+export function claimAndRun(views: ControlViews, context: JobContext, seq: number, participant: number,
+  report?: (error: unknown) => void): void {
   const { slots, args } = views;
   const id = (seq & 0xffff) << 16;
+  let failure: unknown;
   for (;;) {
     const claim = Atomics.load(slots, Slot.Claim);
-    if ((claim & ~0xffff) !== id) return;
+    if ((claim & ~0xffff) !== id) break;
     const unit = claim & 0xffff;
     const units = Atomics.load(slots, Slot.Units);
-    if (unit >= units) return;
+    if (unit >= units) break;
     if (Atomics.compareExchange(slots, Slot.Claim, claim, claim + 1) !== claim) continue;
     // The job cannot move on before this unit completes, so its op and arguments are still current.
     try {
-      const count = runUnit(context, Atomics.load(slots, Slot.Op) as OpCode, args, unit, units, participant);
-      if (count) Atomics.add(slots, Slot.Count, count);
+      if (failure === undefined) {
+        const count = runUnit(context, Atomics.load(slots, Slot.Op) as OpCode, args, unit, units, participant);
+        if (count) Atomics.add(slots, Slot.Count, count);
+      }
     } catch (error) {
-      if (participant === 0) throw error;
-      console.error(`wasm kernels worker ${participant}:`, error);
-      Atomics.store(slots, Slot.Failed, 1);
+      if (report) {
+        report(error);
+        Atomics.store(slots, Slot.Failed, 1);
+      } else {
+        failure = error;
+      }
     } finally {
       Atomics.add(slots, Slot.Completed, 1);
       if (Atomics.load(slots, Slot.MainWaiting)) Atomics.notify(slots, Slot.Completed);
     }
   }
+  if (failure !== undefined) throw failure;
 }
 
 /** Instances per arena for one thread (arenas join later as they are created). */
@@ -171,24 +195,47 @@ export class WorkerPool {
     Atomics.store(slots, Slot.Claim, (seq & 0xffff) << 16);
     Atomics.store(slots, Slot.Seq, seq);
     if (Atomics.load(slots, Slot.Sleeping) > 0) Atomics.notify(slots, Slot.Seq);
+    let failure: unknown;
     try {
       claimAndRun(this.views, this.main, seq, 0);
+    } catch (error) {
+      failure = error;
     } finally {
       this.waitForCompletion(units);
     }
-    if (Atomics.load(slots, Slot.Failed)) {
-      Atomics.store(slots, Slot.Failed, 0);
-      throw new Error("wasm kernels: a worker's unit failed (see its error output)");
-    }
+    const reports = this.workerFailures();
+    if (failure !== undefined) throw failure;
+    if (reports.length > 0) throw new Error(`wasm kernels: a worker's unit failed: ${reports.join("; ")}`);
     return Atomics.load(slots, Slot.Count);
+  }
+
+  /** Failures workers reported during the last job (clearing them). */
+  private workerFailures(): string[] {
+    const { slots } = this.views;
+    if (!Atomics.load(slots, Slot.Failed)) return [];
+    Atomics.store(slots, Slot.Failed, 0);
+    const reports: string[] = [];
+    for (const port of this.ports) {
+      for (let received = receiveMessageOnPort(port); received; received = receiveMessageOnPort(port)) {
+        reports.push(String((received.message as { failure: unknown }).failure));
+      }
+    }
+    return reports;
   }
 
   private waitForCompletion(units: number): void {
     const { slots } = this.views;
-    for (let spin = 0; spin < SPIN_ROUNDS; spin++) if (Atomics.load(slots, Slot.Completed) === units) return;
+    // Poll while units keep completing; sleep once a polling period passes without progress.
+    let done = Atomics.load(slots, Slot.Completed);
+    while (done !== units) {
+      const next = spinWhileEqual(slots, Slot.Completed, done);
+      if (next === done) break;
+      done = next;
+    }
+    if (done === units) return;
     Atomics.store(slots, Slot.MainWaiting, 1);
-    for (let done = Atomics.load(slots, Slot.Completed); done !== units; done = Atomics.load(slots, Slot.Completed)) {
-      Atomics.wait(slots, Slot.Completed, done);
+    for (done = Atomics.load(slots, Slot.Completed); done !== units; done = Atomics.load(slots, Slot.Completed)) {
+      Atomics.wait(slots, Slot.Completed, done, SLEEP_CHECK_MS);
     }
     Atomics.store(slots, Slot.MainWaiting, 0);
   }

@@ -1,5 +1,5 @@
 import { receiveMessageOnPort, workerData } from "node:worker_threads";
-import { ArenaInstances, SPIN_ROUNDS, Slot, WorkerData, claimAndRun, controlViews } from "./pool.js";
+import { ArenaInstances, SLEEP_CHECK_MS, Slot, WorkerData, claimAndRun, controlViews, spinWhileEqual } from "./pool.js";
 
 // A pool worker: waits for a job to be published (polling briefly, then Atomics.wait) and claims
 // units until none is left. Arena memories arrive on `port` and are picked up synchronously when a
@@ -19,12 +19,10 @@ const arenas: ArenaInstances = new ArenaInstances(module, (wanted) => {
 
 function waitForJob(seen: number): number {
   for (;;) {
-    for (let spin = 0; spin < SPIN_ROUNDS; spin++) {
-      const seq = Atomics.load(slots, Slot.Seq);
-      if (seq !== seen) return seq;
-    }
+    const seq = spinWhileEqual(slots, Slot.Seq, seen);
+    if (seq !== seen) return seq;
     Atomics.add(slots, Slot.Sleeping, 1);
-    Atomics.wait(slots, Slot.Seq, seen);
+    Atomics.wait(slots, Slot.Seq, seen, SLEEP_CHECK_MS);
     Atomics.sub(slots, Slot.Sleeping, 1);
   }
 }
@@ -33,6 +31,6 @@ port.postMessage("ready");
 for (let seen = 0; ;) {
   seen = waitForJob(seen);
   if (Atomics.load(slots, Slot.Stop)) break;
-  claimAndRun(views, arenas, seen, index);
+  claimAndRun(views, arenas, seen, index, (error) => port.postMessage({ failure: error instanceof Error ? error.message : String(error) }));
 }
 port.close();

@@ -1,0 +1,135 @@
+/**
+ * Decode speed within a hard memory cap: each engine runs in its own cgroup (v1) whose limit counts
+ * the page cache too, after the page cache is dropped, so nothing is served from memory the cap
+ * does not see. Needs root.
+ *
+ *   node dist/bench/memory.js [--cap 1GiB] [--models a.gguf,b.gguf] [--tokens 64] [--threads 2]
+ *
+ * For each model: smallthinker within the cap (frequency policy, then LRU), smallthinker with
+ * every expert resident and no cap (the reference speed), and llama.cpp within the cap.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { BenchJob, EngineMeasurement, summarize } from "../src/bench/measure.js";
+import { parseSize } from "../src/engine/size.js";
+import { GgufFile } from "../src/gguf/reader.js";
+
+const CGROUP_ROOT = "/sys/fs/cgroup/memory";
+const childScript = fileURLToPath(new URL("../src/bench/child.js", import.meta.url));
+
+interface CappedRun {
+  label: string;
+  measurement?: EngineMeasurement;
+  failure?: string;
+  cap?: number;
+  peakUsage?: number;
+  failcnt?: number;
+  oomKills?: number;
+}
+
+function dropPageCache(): void {
+  writeFileSync("/proc/sys/vm/drop_caches", "3\n");
+}
+
+function cgroupFile(name: string, file: string): string {
+  return `${CGROUP_ROOT}/${name}/${file}`;
+}
+
+async function runInCgroup(label: string, job: BenchJob, cap: number | undefined): Promise<CappedRun> {
+  const name = `smallthinker-bench-${process.pid}`;
+  const dir = `${CGROUP_ROOT}/${name}`;
+  if (!existsSync(dir)) mkdirSync(dir);
+  writeFileSync(cgroupFile(name, "memory.limit_in_bytes"), `${cap ?? -1}\n`);
+  writeFileSync(cgroupFile(name, "memory.max_usage_in_bytes"), "0\n");
+  writeFileSync(cgroupFile(name, "memory.failcnt"), "0\n");
+  await new Promise<void>((resolve) => spawn("sync").on("close", () => resolve()));
+  dropPageCache();
+  const result: CappedRun = { label, cap };
+  // The shell joins the cgroup, then becomes the benchmark process: everything it maps is charged.
+  const child = spawn("sh", ["-c", `echo $$ > ${cgroupFile(name, "cgroup.procs")} && exec "$0" "$@"`, process.execPath, childScript, JSON.stringify(job)], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" },
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (chunk) => (out += chunk));
+  child.stderr.on("data", (chunk) => (err += chunk));
+  const code = await new Promise<number | null>((resolve) => child.on("close", (c, signal) => resolve(signal ? -1 : c)));
+  const line = out.trim().split("\n").pop() ?? "";
+  if (code === 0 && line.startsWith("{")) result.measurement = JSON.parse(line) as EngineMeasurement;
+  else result.failure = code === -1 ? "killed (out of memory)" : `exit ${code}: ${err.trim().split("\n").slice(-3).join(" | ")}`;
+  result.peakUsage = Number(readFileSync(cgroupFile(name, "memory.max_usage_in_bytes"), "utf8"));
+  result.failcnt = Number(readFileSync(cgroupFile(name, "memory.failcnt"), "utf8"));
+  const oom = /oom_kill (\d+)/.exec(readFileSync(cgroupFile(name, "memory.oom_control"), "utf8"));
+  result.oomKills = oom ? Number(oom[1]) : 0;
+  rmdirSync(dir);
+  return result;
+}
+
+function mib(bytes: number | undefined): string {
+  return bytes === undefined ? "–" : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+}
+
+function row(run: CappedRun): string {
+  const m = run.measurement;
+  const decode = m ? summarize(m.decode).median.toFixed(2) : run.failure!;
+  const e = m?.experts;
+  const cache = e ? `${e.cachedExperts}/${e.totalExperts}` : "–";
+  const hit = e ? `${(e.hitRate * 100).toFixed(1)}%` : "–";
+  const read = e ? mib(e.bytesReadPerToken) : "–";
+  const stall = e ? `${e.stallMsPerToken.toFixed(1)} ms` : "–";
+  const capHit = run.cap === undefined ? "no cap" : run.failcnt === 0 && run.oomKills === 0 ? "never" : `${run.failcnt} times${run.oomKills ? `, ${run.oomKills} OOM kill` : ""}`;
+  return `| ${run.label} | ${decode} | ${cache} | ${hit} | ${read} | ${stall} | ${mib(run.peakUsage)} | ${capHit} |`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      cap: { type: "string" }, models: { type: "string" }, tokens: { type: "string" }, threads: { type: "string" },
+      prompt: { type: "string" }, reps: { type: "string" }, "llama-lazy": { type: "boolean" },
+    },
+  });
+  if (process.getuid?.() !== 0) throw new Error("the memory benchmark needs root (cgroups and drop_caches)");
+  const cap = parseSize(values.cap ?? "1GiB");
+  const models = (values.models ?? ".cache/models/4b-q4_0-uniform.gguf,.cache/models/4b-q4_0-paper.gguf").split(",");
+  const genTokens = Number(values.tokens ?? 64);
+  const promptTokens = Number(values.prompt ?? 16);
+  const threads = Number(values.threads ?? 2);
+  const reps = Number(values.reps ?? 2);
+  const lines: string[] = [];
+  for (const model of models) {
+    const file = GgufFile.open(model);
+    const vocab = file.metadata.getStringArray("tokenizer.ggml.tokens").length;
+    const skew = file.metadata.has("synth.routing.hot_fraction") ? "paper-like skew and sparsity" : "uniform routing";
+    file.close();
+    const base: BenchJob = { engine: "smallthinker", model, threads, promptTokens, genTokens, reps, contextSize: 512, vocab };
+    const runs: CappedRun[] = [];
+    runs.push(await runInCgroup("smallthinker, frequency policy", { ...base, memory: cap }, cap));
+    runs.push(await runInCgroup("smallthinker, LRU policy", { ...base, memory: cap, policy: "lru" }, cap));
+    runs.push(await runInCgroup("smallthinker, all resident (no cap)", base, undefined));
+    runs.push(await runInCgroup("llama.cpp (mmap, context 512)", { ...base, engine: "llama.cpp", reps: 1, genTokens: Math.min(genTokens, 16) }, cap));
+    if (values["llama-lazy"]) runs.push(await runInCgroup("llama.cpp (mmap, lazy tensors)", { ...base, engine: "llama.cpp", reps: 1, genTokens: Math.min(genTokens, 16), lazy: true }, cap));
+    const ours = runs[0]!.measurement;
+    const resident = runs[2]!.measurement;
+    const llama = runs.slice(3).map((r) => r.measurement).filter((m) => m !== undefined);
+    lines.push(
+      `### ${model} (${skew}), cap ${mib(cap)}, ${threads} threads, ${genTokens} tokens decoded after a ${promptTokens}-token prompt, page cache dropped before each run`,
+      "",
+      "| run | decode tok/s | experts cached | hit rate | read per token | stall per token | cgroup peak | cap hit |",
+      "|---|---|---|---|---|---|---|---|",
+      ...runs.map(row),
+      "",
+    );
+    if (ours && resident) lines.push(`within the cap: ${((summarize(ours.decode).median / summarize(resident.decode).median) * 100).toFixed(0)}% of all-resident decode speed`);
+    for (const m of llama) if (ours) lines.push(`within the cap: ×${(summarize(ours.decode).median / summarize(m.decode).median).toFixed(1)} llama.cpp's decode speed (${m.note})`);
+    lines.push("");
+    console.log(lines.splice(0).join("\n"));
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  process.exitCode = 1;
+});
