@@ -88,8 +88,10 @@ export function bufferLayout(file: GgufFile, config: SmallThinkerConfig, kernels
   const qWidth = heads * headDim;
   const kvWidth = kvHeads * headDim;
   const embedRowBytes = ggmlRowBytes(file.tensor("token_embd.weight").type, hidden);
+  // An upper bound for any weight's prepared activations (q8 needs whole 32-value blocks).
   const formats: ActivationFormat[] = ["f32", "f16", "bf16", "q8"];
-  const actBytes = Math.max(...formats.map((f) => kernels.activationBytes(f, Math.max(hidden, qWidth))));
+  const widest = Math.ceil(Math.max(hidden, qWidth) / 32) * 32;
+  const actBytes = Math.max(...formats.map((f) => kernels.activationBytes(f, widest)));
   const f32 = (count: number) => 4 * count;
   const buffers: Record<string, number> = {
     hidden: f32(B * hidden),

@@ -1,5 +1,5 @@
 import { Kernels } from "../../src/kernels/api.js";
-import { ReferenceKernels } from "../../src/kernels/reference.js";
+import { createWasmKernels } from "../../src/kernels/wasm/kernels.js";
 import { loadSmallThinker, LoadOptions } from "../../src/model/load.js";
 import type { Token } from "node-llama-cpp";
 import { getOracle } from "./oracle.js";
@@ -8,7 +8,7 @@ let kernelsPromise: Promise<Kernels> | undefined;
 
 /** The kernels the engine runs on (shared by the tests of one file). */
 export function testKernels(): Promise<Kernels> {
-  kernelsPromise ??= Promise.resolve(new ReferenceKernels());
+  kernelsPromise ??= createWasmKernels({ threads: 2 });
   return kernelsPromise;
 }
 

@@ -246,6 +246,8 @@ export class WorkerPool {
     Atomics.store(slots, Slot.Stop, 1);
     Atomics.store(slots, Slot.Seq, ++this.seq);
     Atomics.notify(slots, Slot.Seq);
+    // Unreferenced workers would let the event loop end before their exit events arrive.
+    for (const worker of this.workers) worker.ref();
     await Promise.all(this.exited);
     for (const port of this.ports) port.close();
   }
