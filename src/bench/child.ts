@@ -14,8 +14,7 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
   const decode: number[] = [];
   const engine = model.engine;
   const counters = engine.experts.counters;
-  const decodeTotals = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, packMs: 0, tokens: 0 };
-  const packMs = () => ("packMs" in engine.experts ? (engine.experts.packMs as number) : 0);
+  const decodeTotals = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, tokens: 0 };
   const argmax = (logits: Float32Array) => {
     let best = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
@@ -29,7 +28,7 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
     let t = performance.now();
     engine.forward(prompt, { logits: "last", onLogits: keep });
     prefill.push((job.promptTokens / (performance.now() - t)) * 1000);
-    const before = { ...counters, packMs: packMs() };
+    const before = { ...counters };
     t = performance.now();
     for (let i = 0; i < job.genTokens; i++) engine.forward([argmax(logits)], { logits: "last", onLogits: keep });
     decode.push((job.genTokens / (performance.now() - t)) * 1000);
@@ -37,7 +36,6 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
     decodeTotals.misses += counters.misses - before.misses;
     decodeTotals.bytesRead += counters.bytesRead - before.bytesRead;
     decodeTotals.stallMs += counters.stallMs - before.stallMs;
-    decodeTotals.packMs += packMs() - before.packMs;
     decodeTotals.tokens += job.genTokens;
   }
   const plan = engine.plan;
@@ -45,7 +43,6 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
     hitRate: decodeTotals.hits / Math.max(1, decodeTotals.hits + decodeTotals.misses),
     bytesReadPerToken: decodeTotals.bytesRead / decodeTotals.tokens,
     stallMsPerToken: decodeTotals.stallMs / decodeTotals.tokens,
-    packMsPerToken: decodeTotals.packMs / decodeTotals.tokens,
     cachedExperts: plan.cachedExperts,
     totalExperts: plan.totalExperts,
   };

@@ -10,7 +10,7 @@ export interface EngineMeasurement {
   loadMs: number;
   note?: string;
   /** smallthinker under a budget: expert cache behaviour during decode, per token. */
-  experts?: { hitRate: number; bytesReadPerToken: number; stallMsPerToken: number; packMsPerToken: number; cachedExperts: number; totalExperts: number };
+  experts?: { hitRate: number; bytesReadPerToken: number; stallMsPerToken: number; cachedExperts: number; totalExperts: number };
 }
 
 export interface BenchJob {

@@ -1,6 +1,9 @@
 import { constants, closeSync, openSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { Arena, Ptr } from "../kernels/arena.js";
+import type { DownLayout, WeightKind } from "../kernels/api.js";
+import type { PackerDescriptor } from "../kernels/packer.js";
+import type { GgmlType } from "../gguf/types.js";
 
 export const IoStatus = { idle: 0, pending: 1, done: 2, failed: 3 } as const;
 
@@ -13,10 +16,22 @@ export interface RangeRead {
   ptr: Ptr;
 }
 
+/** Packing of data read by the same request, done by the reader once the reads are complete. */
+export interface PackStep {
+  kind: WeightKind;
+  type: GgmlType;
+  rows: number;
+  cols: number;
+  src: Ptr;
+  dst: Ptr;
+  layout: DownLayout;
+}
+
 export interface IoRequest {
   id: number;
   arena: number;
   reads: RangeRead[];
+  packs: PackStep[];
 }
 
 export interface IoWorkerData {
@@ -24,10 +39,11 @@ export interface IoWorkerData {
   direct: boolean;
   status: SharedArrayBuffer;
   errors: SharedArrayBuffer;
+  packer: PackerDescriptor;
 }
 
 export type IoWorkerMessage =
-  | { type: "arena"; index: number; memory: WebAssembly.Memory }
+  | { type: "arena"; index: number; memory: WebAssembly.Memory; scratch: Ptr }
   | { type: "read"; request: IoRequest }
   | { type: "close" };
 
@@ -52,9 +68,10 @@ export function alignedRange(position: number, length: number): { position: numb
 }
 
 /**
- * Worker threads that read file ranges into arenas in the background. Each request has a slot in a
- * shared status array: `submit` starts it, `wait` blocks (Atomics.wait, no event loop needed) until
- * it is done.
+ * Worker threads that read file ranges into arenas in the background and pack what they read into
+ * the kernels' layout, so neither the reading nor the packing holds up the compute threads. Each
+ * request has a slot in a shared status array: `submit` starts it, `wait` blocks (Atomics.wait, no
+ * event loop needed) until it is done.
  */
 export class IoPool {
   private readonly workers: Worker[];
@@ -63,12 +80,12 @@ export class IoPool {
   private next = 0;
   private readonly attached = new Set<Arena>();
 
-  constructor(readonly path: string, readonly direct: boolean, workers: number, readonly slots: number) {
+  constructor(readonly path: string, readonly direct: boolean, workers: number, readonly slots: number, private readonly packer: PackerDescriptor) {
     const status = new SharedArrayBuffer(4 * slots);
     const errors = new SharedArrayBuffer(4 * slots);
     this.status = new Int32Array(status);
     this.errors = new Int32Array(errors);
-    const data: IoWorkerData = { path, direct, status, errors };
+    const data: IoWorkerData = { path, direct, status, errors, packer };
     this.workers = Array.from({ length: workers }, () => {
       const worker = new Worker(new URL("./io-worker.js", import.meta.url), { workerData: data });
       worker.unref();
@@ -76,19 +93,27 @@ export class IoPool {
     });
   }
 
+  /** Bytes `attach` takes from each arena (packing scratch for every reader). */
+  scratchBytesPerArena(): number {
+    return this.workers.length * this.packer.scratchBytes;
+  }
+
   attach(arena: Arena): void {
     if (this.attached.has(arena)) return;
     this.attached.add(arena);
-    for (const worker of this.workers) worker.postMessage({ type: "arena", index: arena.index, memory: arena.memory } satisfies IoWorkerMessage);
+    for (const worker of this.workers) {
+      const scratch = this.packer.scratchBytes > 0 ? arena.alloc(this.packer.scratchBytes) : 0;
+      worker.postMessage({ type: "arena", index: arena.index, memory: arena.memory, scratch } satisfies IoWorkerMessage);
+    }
   }
 
-  /** Starts reading `reads` into `arena` under request slot `id` (which must not be pending). */
-  submit(id: number, arena: Arena, reads: RangeRead[]): void {
+  /** Starts reading `reads` into `arena`, then packing `packs`, under request slot `id` (which must not be pending). */
+  submit(id: number, arena: Arena, reads: RangeRead[], packs: PackStep[] = []): void {
     this.attach(arena);
     if (Atomics.load(this.status, id) === IoStatus.pending) throw new Error(`I/O slot ${id} is still pending`);
     Atomics.store(this.status, id, IoStatus.pending);
     const worker = this.workers[this.next++ % this.workers.length]!;
-    worker.postMessage({ type: "read", request: { id, arena: arena.index, reads } } satisfies IoWorkerMessage);
+    worker.postMessage({ type: "read", request: { id, arena: arena.index, reads, packs } } satisfies IoWorkerMessage);
   }
 
   isDone(id: number): boolean {

@@ -1,24 +1,27 @@
 import { closeSync, constants, openSync, readSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
+import type { CreatePacker, PackFunction } from "../kernels/packer.js";
 import type { IoRequest, IoWorkerData, IoWorkerMessage } from "./io-pool.js";
 import { IoStatus } from "./io-pool.js";
 
 /**
  * Reads ranges of the model file straight into arena memory (O_DIRECT where the file system allows,
- * so the page cache stays out of the memory budget), then marks the request done in shared memory
- * so the compute thread can wait on it with Atomics without an event loop.
+ * so the page cache stays out of the memory budget), packs them with the kernels' own packer, then
+ * marks the request done in shared memory so the compute thread can wait on it with Atomics without
+ * an event loop.
  */
-const { path, direct, status, errors } = workerData as IoWorkerData;
+const { path, direct, status, errors, packer } = workerData as IoWorkerData;
 const statusView = new Int32Array(status);
 const errorView = new Int32Array(errors);
-const memories = new Map<number, WebAssembly.Memory>();
+const createPacker = ((await import(packer.url)) as { createPacker: CreatePacker }).createPacker;
+const arenas = new Map<number, { memory: WebAssembly.Memory; pack: PackFunction }>();
 const fd = openSync(path, direct ? constants.O_RDONLY | constants.O_DIRECT : constants.O_RDONLY);
 
 function perform(request: IoRequest): void {
   try {
-    const memory = memories.get(request.arena);
-    if (!memory) throw new Error(`arena ${request.arena} not attached`);
-    const bytes = new Uint8Array(memory.buffer);
+    const arena = arenas.get(request.arena);
+    if (!arena) throw new Error(`arena ${request.arena} not attached`);
+    const bytes = new Uint8Array(arena.memory.buffer);
     for (const read of request.reads) {
       let done = 0;
       while (done < read.length) {
@@ -27,6 +30,7 @@ function perform(request: IoRequest): void {
         done += n;
       }
     }
+    for (const step of request.packs) arena.pack(step.kind, step.type, step.rows, step.cols, step.src, step.dst, step.layout);
     Atomics.store(statusView, request.id, IoStatus.done);
   } catch (error) {
     Atomics.store(errorView, request.id, Math.abs((error as NodeJS.ErrnoException).errno ?? 1));
@@ -36,7 +40,7 @@ function perform(request: IoRequest): void {
 }
 
 parentPort!.on("message", (message: IoWorkerMessage) => {
-  if (message.type === "arena") memories.set(message.index, message.memory);
+  if (message.type === "arena") arenas.set(message.index, { memory: message.memory, pack: createPacker(message.memory, message.scratch, packer.options) });
   else if (message.type === "read") perform(message.request);
   else {
     closeSync(fd);

@@ -43,7 +43,11 @@ export class ResidentExperts implements ExpertSource {
     }
   }
 
+  readonly lookahead = 0;
+
   prefetch(): void {}
+
+  predict(): void {}
 
   ready(): boolean {
     return true;

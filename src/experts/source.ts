@@ -18,6 +18,13 @@ export interface ExpertCounters {
  */
 export interface ExpertSource {
   prefetch(layer: number, experts: readonly number[]): void;
+  /** How many layers ahead the forward pass should predict experts for `predict` (0: none). */
+  readonly lookahead: number;
+  /**
+   * A guess of the experts a later layer will choose (its router applied to an earlier residual):
+   * worth reading early if there is idle I/O, never at the cost of what is needed now.
+   */
+  predict(layer: number, experts: readonly number[]): void;
   /** Whether the expert can be used without waiting. */
   ready(layer: number, expert: number): boolean;
   acquire(layer: number, expert: number): ExpertRef;

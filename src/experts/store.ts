@@ -3,7 +3,7 @@ import { GgmlType, GgufTensorInfo, ggmlRowBytes } from "../gguf/types.js";
 import { DownLayout, ExpertRef, Kernels, WeightKind } from "../kernels/api.js";
 import { Arena, Ptr } from "../kernels/arena.js";
 import { DirectFile } from "./direct-file.js";
-import { IoPool, RangeRead, alignedRange, DIRECT_ALIGNMENT, supportsDirectIo } from "./io-pool.js";
+import { IoPool, PackStep, RangeRead, alignedRange, DIRECT_ALIGNMENT, supportsDirectIo } from "./io-pool.js";
 import { PolicyName, ReplacementPolicy, createPolicy } from "./policy.js";
 import { ExpertCounters, ExpertSource } from "./source.js";
 
@@ -27,8 +27,8 @@ interface MatrixSource {
 
 interface Slot {
   arena: Arena;
-  /** gate, up, down packed matrices. */
-  ptrs: [Ptr, Ptr, Ptr];
+  /** Where the packed gate, up and down matrices go, one after another. */
+  base: Ptr;
   key: number;
   state: "empty" | "loading" | "ready";
   pins: number;
@@ -52,6 +52,8 @@ export interface ExpertStoreOptions {
   ioWorkers: number;
   /** Concurrent reads per arena (each needs a staging buffer of one raw expert). */
   ioDepth: number;
+  /** Layers ahead to read predicted experts for (0: only the router's actual choices). */
+  lookahead: number;
 }
 
 const MATRICES = ["gate", "up", "down"] as const;
@@ -86,14 +88,12 @@ function matrixSources(file: GgufFile, layer: number, expert: number): MatrixSou
 
 /**
  * A fixed pool of expert slots inside the memory budget, filled from the model file. Reads for a
- * layer start when its router has chosen (`prefetch`, before attention) and run on I/O threads;
- * `acquire` waits only for what has not arrived, then packs it for the kernels. A replacement policy
- * decides which cached expert gives way.
+ * layer start when its router has chosen (`prefetch`, before attention) and run on I/O threads,
+ * which also pack the experts for the kernels; `acquire` waits only for what has not arrived. A
+ * replacement policy decides which cached expert gives way.
  */
 export class ExpertStore implements ExpertSource {
   readonly counters: ExpertCounters = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0 };
-  /** Milliseconds spent packing arrived experts (compute, not waiting). */
-  packMs = 0;
   private readonly slots: Slot[] = [];
   private readonly slotOf = new Map<number, Slot>();
   private readonly stagings = new Map<Arena, Staging[]>();
@@ -121,7 +121,7 @@ export class ExpertStore implements ExpertSource {
     if (options.slots < 1) throw new RangeError("the expert cache needs at least one slot");
     this.policy = createPolicy(options.policy, totalKeys);
     const stagingCount = Math.max(1, options.ioDepth);
-    this.io = new IoPool(file.path, supportsDirectIo(file.path), Math.max(1, options.ioWorkers), 16 * stagingCount);
+    this.io = new IoPool(file.path, supportsDirectIo(file.path), Math.max(1, options.ioWorkers), 16 * stagingCount, kernels.packer);
     let arena = arenas[arenas.length - 1]!;
     const perArena = (a: Arena) => {
       if (!this.stagings.has(a)) {
@@ -141,8 +141,29 @@ export class ExpertStore implements ExpertSource {
         perArena(arena);
       }
       const base = arena.alloc(sizes.slotBytes, DIRECT_ALIGNMENT);
-      this.slots.push({ arena, ptrs: [base, base, base], key: -1, state: "empty", pins: 0, staging: undefined, ref: undefined });
+      this.slots.push({ arena, base, key: -1, state: "empty", pins: 0, staging: undefined, ref: undefined });
     }
+  }
+
+  get lookahead(): number {
+    return this.options.prefetch ? this.options.lookahead : 0;
+  }
+
+  predict(layer: number, experts: readonly number[]): void {
+    if (!this.options.prefetch) return;
+    for (const expert of experts) {
+      const key = layer * this.geometry.experts + expert;
+      if (this.slotOf.has(key)) continue;
+      // Only into idle readers: a guess must not delay a read the current layer waits for.
+      if (!this.hasIdleStaging()) return;
+      if (!this.startLoad(key, false)) return;
+    }
+  }
+
+  /** Whether a read can start in whichever arena the next slot is in, without waiting. */
+  private hasIdleStaging(): boolean {
+    for (const list of this.stagings.values()) if (!list.some((s) => !s.slot)) return false;
+    return true;
   }
 
   /** A new chunk of `tokens` tokens begins (the policy's clock). */
@@ -249,15 +270,31 @@ export class ExpertStore implements ExpertSource {
     const layer = Math.floor(key / this.geometry.experts);
     const expert = key % this.geometry.experts;
     const staging = this.takeStaging(slot.arena);
+    const { downLayout } = this.geometry;
     const reads: RangeRead[] = [];
-    let offset = 0;
-    for (const source of matrixSources(this.file, layer, expert)) {
+    const packs: PackStep[] = [];
+    const ptrs: Ptr[] = [];
+    let rawOffset = 0;
+    let packedOffset = 0;
+    const sources = matrixSources(this.file, layer, expert);
+    for (const source of sources) {
       const range = alignedRange(source.position, source.length);
-      reads.push({ position: range.position, length: range.length, ptr: staging.ptr + offset });
-      offset += range.length;
+      reads.push({ position: range.position, length: range.length, ptr: staging.ptr + rawOffset });
+      const dst = slot.base + packedOffset;
+      packs.push({ kind: source.kind, type: source.type, rows: source.rows, cols: source.cols, src: staging.ptr + rawOffset + range.offset, dst, layout: downLayout });
+      ptrs.push(dst);
+      rawOffset += range.length;
+      packedOffset += alignUp(this.kernels.packedBytes(source.kind, source.type, source.rows, source.cols, downLayout), DIRECT_ALIGNMENT);
       this.counters.bytesRead += source.length;
     }
-    this.io.submit(staging.id, slot.arena, reads);
+    this.io.submit(staging.id, slot.arena, reads, packs);
+    const [gate, up, down] = sources as [MatrixSource, MatrixSource, MatrixSource];
+    const arena = slot.arena;
+    slot.ref = {
+      gate: { arena, ptr: ptrs[0]!, type: gate.type, rows: gate.rows, cols: gate.cols },
+      up: { arena, ptr: ptrs[1]!, type: up.type, rows: up.rows, cols: up.cols },
+      down: { arena, ptr: ptrs[2]!, type: down.type, layout: downLayout, hidden: this.geometry.hidden, ffn: this.geometry.ffn },
+    };
     staging.slot = slot;
     slot.staging = staging;
     slot.key = key;
@@ -266,41 +303,15 @@ export class ExpertStore implements ExpertSource {
     return slot;
   }
 
+  /** Waits for a slot's read (and packing, done by the reader) to complete. */
   private finishLoad(slot: Slot): void {
     const staging = slot.staging!;
     const waitStart = performance.now();
     this.io.wait(staging.id);
-    const packStart = performance.now();
-    this.counters.stallMs += packStart - waitStart;
-    const layer = Math.floor(slot.key / this.geometry.experts);
-    const expert = slot.key % this.geometry.experts;
-    const { downLayout } = this.geometry;
-    const sources = matrixSources(this.file, layer, expert);
-    let rawOffset = 0;
-    let packedOffset = 0;
-    const ptrs: Ptr[] = [];
-    for (const source of sources) {
-      const range = alignedRange(source.position, source.length);
-      const dst = slot.ptrs[0] + packedOffset;
-      this.kernels.pack(slot.arena, source.kind, source.type, source.rows, source.cols, staging.ptr + rawOffset + range.offset, dst, downLayout);
-      ptrs.push(dst);
-      rawOffset += range.length;
-      packedOffset += alignUp(this.kernels.packedBytes(source.kind, source.type, source.rows, source.cols, downLayout), DIRECT_ALIGNMENT);
-    }
-    const [gate, up, down] = sources as [MatrixSource, MatrixSource, MatrixSource];
-    const arena = slot.arena;
-    slot.ref = {
-      gate: { arena, ptr: ptrs[0]!, type: gate.type, rows: gate.rows, cols: gate.cols },
-      up: { arena, ptr: ptrs[1]!, type: up.type, rows: up.rows, cols: up.cols },
-      down: {
-        arena, ptr: ptrs[2]!, type: down.type, layout: downLayout,
-        hidden: this.geometry.hidden, ffn: this.geometry.ffn,
-      },
-    };
+    this.counters.stallMs += performance.now() - waitStart;
     slot.state = "ready";
     slot.staging = undefined;
     staging.slot = undefined;
-    this.packMs += performance.now() - packStart;
   }
 
   dispose(): void {

@@ -1,5 +1,6 @@
 import { GgmlType, ggmlTypeName } from "../gguf/types.js";
 import { Arena, Ptr } from "./arena.js";
+import type { PackerDescriptor } from "./packer.js";
 
 /**
  * The numeric kernels of the forward pass. Two implementations exist: the plain-TS reference
@@ -147,6 +148,9 @@ export interface Kernels {
   moeCombine(arena: Arena, y: Ptr, weights: Ptr, n: number, k: number, hidden: number, residual: Ptr, out: Ptr): void;
   /** dst f32 [n][cols] = dequantized raw GGUF rows at src (n consecutive rows of `type`). */
   dequantizeRows(arena: Arena, type: GgmlType, src: Ptr, n: number, cols: number, dst: Ptr): void;
+
+  /** Lets other threads pack weights into this kernel set's layouts (bit-identical to `pack`). */
+  readonly packer: PackerDescriptor;
 
   /** Ends worker threads; the kernels are unusable afterwards. */
   dispose(): Promise<void>;

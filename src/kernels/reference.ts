@@ -13,6 +13,7 @@ import {
   activationFormatFor,
 } from "./api.js";
 import { Arena, Ptr } from "./arena.js";
+import type { PackerDescriptor } from "./packer.js";
 
 const fround = Math.fround;
 
@@ -24,6 +25,7 @@ export class ReferenceKernels implements Kernels {
   readonly name = "reference";
   readonly threads = 1;
   readonly reservedArenaBytes = 1 << 16;
+  readonly packer: PackerDescriptor = { url: new URL("./reference-packer.js", import.meta.url).href, options: {}, scratchBytes: 0 };
   private arenaCount = 0;
 
   createArena(initialBytes = this.reservedArenaBytes): Arena {

@@ -25,6 +25,8 @@ export interface LoadOptions {
   ioWorkers?: number;
   /** Expert reads in flight per arena (default 8). */
   ioDepth?: number;
+  /** Layers ahead whose experts are predicted and read early under a budget (default 2). */
+  lookahead?: number;
   /** Bytes the process holds besides the model (default: measured resident memory plus a margin). */
   processBytes?: number;
   /** Receives the memory plan before weights are loaded. */
@@ -49,8 +51,9 @@ export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOp
       logitsRows: Math.min(options.logitsRows ?? 8, batchSize),
     };
     const ioDepth = options.ioDepth ?? 8;
+    const ioWorkers = options.ioWorkers ?? 2;
     const plan = planMemory({
-      file, config, kernels, runtime, budget: options.memory, ioDepth,
+      file, config, kernels, runtime, budget: options.memory, ioDepth, ioWorkers,
       baseline: options.processBytes ?? process.memoryUsage().rss + file.dataOffset + RUNTIME_MARGIN,
     });
     options.onPlan?.(plan);
@@ -67,8 +70,9 @@ export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOp
             slots: plan.cachedExperts,
             policy: options.policy ?? "frequency",
             prefetch: options.prefetch ?? true,
-            ioWorkers: options.ioWorkers ?? 2,
+            ioWorkers,
             ioDepth,
+            lookahead: options.lookahead ?? 2,
           }),
       arena, runtime, plan,
     );

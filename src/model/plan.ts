@@ -18,6 +18,8 @@ export interface MemoryPlanInput {
   baseline: number;
   /** Concurrent expert reads per arena. */
   ioDepth: number;
+  /** Threads reading (and packing) experts. */
+  ioWorkers: number;
 }
 
 export interface MemoryPlan {
@@ -65,7 +67,7 @@ function denseBytes(file: GgufFile, config: SmallThinkerConfig, kernels: Kernels
  * the expert cache what is left of the budget. Without a budget every expert is resident.
  */
 export function planMemory(input: MemoryPlanInput): MemoryPlan {
-  const { file, config, kernels, runtime, budget, baseline, ioDepth } = input;
+  const { file, config, kernels, runtime, budget, baseline, ioDepth, ioWorkers } = input;
   const layout = bufferLayout(file, config, kernels, runtime);
   const modelBuffers = Object.values(layout.buffers).reduce((a, b) => a + b, 0);
   const dense = denseBytes(file, config, kernels);
@@ -99,7 +101,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
     }
     return { arenas, extra };
   };
-  const ioPerArena = ioDepth * sizes.stagingBytes;
+  const ioPerArena = ioDepth * sizes.stagingBytes + ioWorkers * kernels.packer.scratchBytes;
   const fixed = baseline + dense + kv + modelBuffers + STAGING_BYTES + layout.expertScratchBytes + arenaOverhead;
   const residentPlacement = placement(totalExperts, 0, STAGING_BYTES);
   const residentTotal = fixed + residentPlacement.extra + totalExperts * sizes.slotBytes;

@@ -13,6 +13,7 @@ import {
 } from "../api.js";
 import { Arena, Ptr } from "../arena.js";
 import { FORMAT_NUMBER, KernelExports, SimdLevel, compileKernels, instantiate } from "./exports.js";
+import type { PackerDescriptor } from "../packer.js";
 import { Op } from "./jobs.js";
 import {
   ATTENTION_CHUNK,
@@ -67,9 +68,12 @@ export class WasmKernels implements Kernels {
   /** An instance on a private memory, for the module's size formulas. */
   private readonly formulas: KernelExports;
 
+  readonly packer: PackerDescriptor;
+
   private constructor(module: WebAssembly.Module, readonly simd: SimdLevel, readonly threads: number, private readonly pool: WorkerPool,
     private readonly unitWork: number) {
     this.name = `wasm-${simd}`;
+    this.packer = { url: new URL("./packer.js", import.meta.url).href, options: { module }, scratchBytes: THREAD_SCRATCH_BYTES };
     this.reservedArenaBytes = reservedBytes(threads);
     this.main = pool.main;
     this.formulas = instantiate(module, new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }));
