@@ -1,4 +1,4 @@
-import { createInterface } from "node:readline/promises";
+import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { ChatMessage } from "../../chat/index.js";
 import { UsageError, parseCommand } from "../args.js";
@@ -31,22 +31,21 @@ export async function chatCommand(argv: string[]): Promise<void> {
   const model = await openModel(values.model, loadOptions(values), log);
   const start: ChatMessage[] = values.system ? [{ role: "system", content: values.system }] : [];
   let history: ChatMessage[] = [...start];
-  const input = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  const input = createInterface({ input: process.stdin, terminal: process.stdin.isTTY, output: process.stdin.isTTY ? process.stdout : undefined });
   const controller = { current: undefined as AbortController | undefined };
   // Ctrl-C stops the reply being written; a second Ctrl-C at the prompt leaves.
   input.on("SIGINT", () => {
     if (controller.current) controller.current.abort();
     else input.close();
   });
+  // The line iterator buffers lines that arrive while a reply is generating (piped input).
+  const lines = input[Symbol.asyncIterator]();
   try {
     for (;;) {
-      let line: string;
-      try {
-        line = await input.question("> ");
-      } catch {
-        break; // input closed (Ctrl-D or end of piped input)
-      }
-      const text = line.trim();
+      process.stdout.write("> ");
+      const next = await lines.next();
+      if (next.done) break; // input closed (Ctrl-D or end of piped input)
+      const text = next.value.trim();
       if (text === "/exit" || text === "/quit") break;
       if (text === "/reset") {
         history = [...start];

@@ -1,0 +1,88 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadModel } from "../src/engine/model.js";
+import { testModel } from "./helpers/models.js";
+
+const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), "st-cli-"));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+function run(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input ?? "");
+  });
+}
+
+test("run streams a completion after the prompt and reports speed", async () => {
+  const { code, stdout, stderr } = await run(["run", "-m", testModel({ preset: "demo" }), "-p", "Hello", "-n", "6", "--seed", "1"]);
+  assert.equal(code, 0, stderr);
+  assert.ok(stdout.startsWith("Hello") && stdout.length > "Hello\n".length, stdout);
+  assert.match(stderr, /RANDOM WEIGHTS/);
+  assert.match(stderr, /generated 6 tokens .* tok\/s/);
+});
+
+test("logits writes every position's logits, equal to the library's", async () => {
+  const model = testModel({ preset: "tiny" });
+  const prefix = join(dir, "out");
+  const { code, stderr } = await run(["logits", "-m", model, "--tokens", "5,17,300,42", "--out", prefix]);
+  assert.equal(code, 0, stderr);
+  const meta = JSON.parse(readFileSync(`${prefix}.json`, "utf8")) as { tokens: number[]; vocabulary: number; positions: number };
+  assert.deepEqual(meta.tokens, [5, 17, 300, 42]);
+  const raw = readFileSync(`${prefix}.f32`);
+  assert.equal(raw.length, 4 * meta.positions * meta.vocabulary);
+  const written = new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
+  const library = await loadModel(model, { kvType: "f32" });
+  try {
+    const rows: Float32Array[] = [];
+    await library.logits([5, 17, 300, 42], (_, row) => rows.push(Float32Array.from(row)));
+    assert.deepEqual(written, Float32Array.from(rows.flatMap((r) => [...r])));
+  } finally {
+    await library.close();
+  }
+});
+
+test("chat answers each line and keeps going until /exit", async () => {
+  const { code, stdout, stderr } = await run(["chat", "-m", testModel({ preset: "demo" }), "-n", "4", "--seed", "2"], "hello\nand again\n/exit\n");
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout.split("> ").length - 1, 3, stdout);
+});
+
+test("stats measures routing and sparsity", async () => {
+  const { code, stdout, stderr } = await run(["stats", "-m", testModel({ preset: "tiny" }), "--tokens", "64"]);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /ReGLU sparsity: \d+\.\d% of gate outputs ≤ 0/);
+});
+
+test("mistakes get a clear message and a non-zero exit, never a stack trace", async () => {
+  const cases: [string[], number, RegExp][] = [
+    [["frobnicate"], 2, /unknown command "frobnicate"/],
+    [["run", "--temp", "hot"], 2, /--temp: expected a number/],
+    [["run", "-m", join(dir, "missing.gguf")], 1, /missing\.gguf: file: cannot open/],
+    [["run", "-m", cli], 1, /not a GGUF file/],
+    [["run", "-m", testModel({ preset: "tiny" }), "--memory", "lots"], 2, /--memory: cannot read "lots" as a size/],
+    [["run", "-m", testModel({ preset: "tiny" }), "--memory", "1M"], 1, /too small .* needs at least/],
+    [["logits", "-m", testModel({ preset: "tiny" }), "--tokens", "1,x", "--out", join(dir, "bad")], 2, /"x" is not a token id/],
+    [["synth", "--out", join(dir, "s.gguf"), "--type", "Q5_K"], 2, /--type: unknown "Q5_K"/],
+  ];
+  for (const [args, expectedCode, message] of cases) {
+    const { code, stderr } = await run(args);
+    assert.equal(code, expectedCode, `${args.join(" ")}: ${stderr}`);
+    assert.match(stderr, message, args.join(" "));
+    assert.doesNotMatch(stderr, /^\s+at /m, `stack trace for ${args.join(" ")}`);
+  }
+  writeFileSync(join(dir, "empty.gguf"), "");
+  const { code, stderr } = await run(["run", "-m", join(dir, "empty.gguf")]);
+  assert.equal(code, 1);
+  assert.match(stderr, /empty\.gguf: magic/);
+});
