@@ -4,9 +4,14 @@
  * does not see. Needs root.
  *
  *   node dist/bench/memory.js [--cap 1GiB] [--models a.gguf,b.gguf] [--tokens 64] [--threads 2]
+ *                             [--llama-defaults] [--llama-lazy]
  *
  * For each model: smallthinker within the cap (frequency policy, then LRU), smallthinker with
- * every expert resident and no cap (the reference speed), and llama.cpp within the cap.
+ * every expert resident and no cap (the reference speed), and llama.cpp within the cap. llama.cpp
+ * runs mmapped without weight repacking (`--no-repack`, through the direct libllama driver):
+ * repacking copies the Q4_0 weights into anonymous memory, more than the cap holds.
+ * --llama-defaults adds node-llama-cpp with its defaults (repacking on), --llama-lazy
+ * node-llama-cpp with lazy tensor loading.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
@@ -88,7 +93,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       cap: { type: "string" }, models: { type: "string" }, tokens: { type: "string" }, threads: { type: "string" },
-      prompt: { type: "string" }, reps: { type: "string" }, "llama-lazy": { type: "boolean" },
+      prompt: { type: "string" }, reps: { type: "string" }, "llama-defaults": { type: "boolean" }, "llama-lazy": { type: "boolean" },
     },
   });
   if (process.getuid?.() !== 0) throw new Error("the memory benchmark needs root (cgroups and drop_caches)");
@@ -109,8 +114,10 @@ async function main(): Promise<void> {
     runs.push(await runInCgroup("smallthinker, frequency policy", { ...base, memory: cap }, cap));
     runs.push(await runInCgroup("smallthinker, LRU policy", { ...base, memory: cap, policy: "lru" }, cap));
     runs.push(await runInCgroup("smallthinker, all resident (no cap)", base, undefined));
-    runs.push(await runInCgroup("llama.cpp (mmap, context 512)", { ...base, engine: "llama.cpp", reps: 1, genTokens: Math.min(genTokens, 16) }, cap));
-    if (values["llama-lazy"]) runs.push(await runInCgroup("llama.cpp (mmap, lazy tensors)", { ...base, engine: "llama.cpp", reps: 1, genTokens: Math.min(genTokens, 16), lazy: true }, cap));
+    const llamaJob: BenchJob = { ...base, engine: "llama.cpp", reps: 1, genTokens: Math.min(genTokens, 16) };
+    runs.push(await runInCgroup("llama.cpp (mmap, no repack, context 512)", { ...llamaJob, llamaDriver: "direct", noRepack: true }, cap));
+    if (values["llama-defaults"]) runs.push(await runInCgroup("llama.cpp, node-llama-cpp defaults (mmap, repacked, context 512)", llamaJob, cap));
+    if (values["llama-lazy"]) runs.push(await runInCgroup("llama.cpp, node-llama-cpp (mmap, lazy tensors)", { ...llamaJob, lazy: true }, cap));
     const ours = runs[0]!.measurement;
     const resident = runs[2]!.measurement;
     const llama = runs.slice(3).map((r) => r.measurement).filter((m) => m !== undefined);

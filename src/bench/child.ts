@@ -83,7 +83,41 @@ async function runLlama(job: BenchJob): Promise<EngineMeasurement> {
   return { engine: "llama.cpp", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, loadMs, note };
 }
 
+/**
+ * llama.cpp through src/bench/llama-direct.ts, for what node-llama-cpp cannot set: without weight
+ * repacking, the weights stay in the mmap instead of being copied into anonymous memory.
+ */
+async function runLlamaDirect(job: BenchJob): Promise<EngineMeasurement> {
+  if (job.lazy) throw new Error("lazy tensor loading is a node-llama-cpp option; the direct driver does not offer it");
+  const { openLlamaDirect } = await import("./llama-direct.js");
+  const started = performance.now();
+  const llama = openLlamaDirect({
+    modelPath: job.model,
+    threads: job.threads,
+    contextSize: job.contextSize,
+    batchSize: Math.min(512, job.promptTokens),
+    useExtraBufts: !job.noRepack,
+  });
+  const loadMs = performance.now() - started;
+  const prefill: number[] = [];
+  const decode: number[] = [];
+  for (let rep = 0; rep < job.reps; rep++) {
+    llama.reset();
+    let t = performance.now();
+    llama.prefill(benchPrompt(job.promptTokens, job.vocab, rep));
+    prefill.push((job.promptTokens / (performance.now() - t)) * 1000);
+    t = performance.now();
+    llama.decodeGreedy(job.genTokens);
+    decode.push((job.genTokens / (performance.now() - t)) * 1000);
+  }
+  llama.close();
+  const note = `libllama direct, mmap${job.noRepack ? ", no repack" : ""}, context ${job.contextSize}`;
+  return { engine: "llama.cpp", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, loadMs, note };
+}
+
 const job = JSON.parse(process.argv[2]!) as BenchJob;
-const measurement = job.engine === "smallthinker" ? await runOurs(job) : await runLlama(job);
+if (job.noRepack && job.llamaDriver !== "direct") throw new Error("node-llama-cpp cannot turn weight repacking off; use llamaDriver \"direct\"");
+const measurement =
+  job.engine === "smallthinker" ? await runOurs(job) : job.llamaDriver === "direct" ? await runLlamaDirect(job) : await runLlama(job);
 process.stdout.write(`${JSON.stringify(measurement)}\n`);
 process.exit(0);

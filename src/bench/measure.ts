@@ -27,8 +27,12 @@ export interface BenchJob {
   vocab: number;
   /** smallthinker only: expert cache policy. */
   policy?: "frequency" | "lru";
-  /** llama.cpp only: read tensors on demand (node-llama-cpp's lazyMode). */
+  /** llama.cpp only, through node-llama-cpp: read tensors on demand (node-llama-cpp's lazyMode). */
   lazy?: boolean;
+  /** llama.cpp only: node-llama-cpp (default), or libllama called directly (src/bench/llama-direct.ts). */
+  llamaDriver?: "node-llama-cpp" | "direct";
+  /** llama.cpp through the direct driver only: no weight repacking (llama.cpp's --no-repack). */
+  noRepack?: boolean;
 }
 
 export interface Summary {
