@@ -15,14 +15,13 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { BenchJob, EngineMeasurement, summarize } from "../src/bench/measure.js";
+import { runBenchChild } from "../src/bench/spawn.js";
 import { parseSize } from "../src/engine/size.js";
 import { GgufFile } from "../src/gguf/reader.js";
 
 const CGROUP_ROOT = "/sys/fs/cgroup/memory";
-const childScript = fileURLToPath(new URL("../src/bench/child.js", import.meta.url));
 
 interface CappedRun {
   label: string;
@@ -53,18 +52,9 @@ async function runInCgroup(label: string, job: BenchJob, cap: number | undefined
   dropPageCache();
   const result: CappedRun = { label, cap };
   // The shell joins the cgroup, then becomes the benchmark process: everything it maps is charged.
-  const child = spawn("sh", ["-c", `echo $$ > ${cgroupFile(name, "cgroup.procs")} && exec "$0" "$@"`, process.execPath, childScript, JSON.stringify(job)], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" },
-  });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (chunk) => (out += chunk));
-  child.stderr.on("data", (chunk) => (err += chunk));
-  const code = await new Promise<number | null>((resolve) => child.on("close", (c, signal) => resolve(signal ? -1 : c)));
-  const line = out.trim().split("\n").pop() ?? "";
-  if (code === 0 && line.startsWith("{")) result.measurement = JSON.parse(line) as EngineMeasurement;
-  else result.failure = code === -1 ? "killed (out of memory)" : `exit ${code}: ${err.trim().split("\n").slice(-3).join(" | ")}`;
+  const outcome = await runBenchChild(job, `echo $$ > ${cgroupFile(name, "cgroup.procs")}`);
+  if ("measurement" in outcome) result.measurement = outcome.measurement;
+  else result.failure = outcome.killed ? "killed (out of memory)" : outcome.failure;
   result.peakUsage = Number(readFileSync(cgroupFile(name, "memory.max_usage_in_bytes"), "utf8"));
   result.failcnt = Number(readFileSync(cgroupFile(name, "memory.failcnt"), "utf8"));
   const oom = /oom_kill (\d+)/.exec(readFileSync(cgroupFile(name, "memory.oom_control"), "utf8"));

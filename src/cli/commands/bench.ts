@@ -1,10 +1,9 @@
-import { spawn } from "node:child_process";
 import { statSync, writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ActivityReport, formatActivity, measureActivity } from "../../engine/activity.js";
 import { loadModel } from "../../engine/model.js";
 import { BenchJob, EngineMeasurement, summarize } from "../../bench/measure.js";
+import { runBenchChild } from "../../bench/spawn.js";
 import { UsageError, formatBytes, parseCommand, parseInteger, parseSizeOption } from "../args.js";
 import { demoModelPath } from "../demo.js";
 
@@ -24,23 +23,10 @@ in its own process (so peak memory is its own); then the model's routing skew an
   --json FILE           also write the results as JSON
   --stats-tokens N      tokens for the routing/sparsity measurement (default 512, 0 = skip)`;
 
-function runChild(job: BenchJob): Promise<EngineMeasurement> {
-  const script = fileURLToPath(new URL("../../bench/child.js", import.meta.url));
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, JSON.stringify(job)], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" },
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (chunk) => (out += chunk));
-    child.stderr.on("data", (chunk) => (err += chunk));
-    child.on("close", (code) => {
-      const line = out.trim().split("\n").pop() ?? "";
-      if (code === 0 && line.startsWith("{")) resolve(JSON.parse(line) as EngineMeasurement);
-      else reject(new Error(`${job.engine} (${job.threads} threads) failed with exit code ${code}: ${err.trim().split("\n").slice(-5).join("\n")}`));
-    });
-  });
+async function runChild(job: BenchJob): Promise<EngineMeasurement> {
+  const outcome = await runBenchChild(job);
+  if ("failure" in outcome) throw new Error(`${job.engine} (${job.threads} threads) failed: ${outcome.failure}`);
+  return outcome.measurement;
 }
 
 function cell(values: number[]): string {
