@@ -48,7 +48,7 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
   };
   const note = `kernels ${model.kernels.name}` + (job.memory !== undefined ? `, budget ${(job.memory / 2 ** 20).toFixed(0)} MiB, ${job.policy ?? "frequency"} policy` : "");
   await model.close();
-  return { engine: "smallthinker", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, loadMs, note, experts };
+  return { engine: "smallthinker", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, kvBytes: plan.kv, loadMs, note, experts };
 }
 
 async function runLlama(job: BenchJob): Promise<EngineMeasurement> {

@@ -7,6 +7,8 @@ export interface EngineMeasurement {
   decode: number[];
   /** Peak resident memory of the process, bytes. */
   peakRss: number;
+  /** smallthinker: bytes of its KV cache (for comparing peak memory with file + KV cache). */
+  kvBytes?: number;
   loadMs: number;
   note?: string;
   /** smallthinker under a budget: expert cache behaviour during decode, per token. */

@@ -34,7 +34,7 @@ function cell(values: number[]): string {
   return `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s.max.toFixed(1)})`;
 }
 
-export function formatBench(results: EngineMeasurement[], header: string): string {
+export function formatBench(results: EngineMeasurement[], header: string, fileBytes: number): string {
   const rows = [
     header,
     "",
@@ -52,6 +52,11 @@ export function formatBench(results: EngineMeasurement[], header: string): strin
     return [`${t} thread${t > 1 ? "s" : ""}: prefill ×${p.toFixed(2)}, decode ×${d.toFixed(2)}`];
   });
   if (ratios.length) rows.push("", `smallthinker / llama.cpp (medians): ${ratios.join("; ")}`);
+  for (const r of results) {
+    if (r.kvBytes === undefined) continue;
+    const over = r.peakRss - fileBytes - r.kvBytes;
+    rows.push(`smallthinker ${r.threads}t peak RSS = model file + KV cache (${formatBytes(r.kvBytes)}) + ${formatBytes(over)}`);
+  }
   const notes = results.filter((r) => r.note).map((r) => `${r.engine} ${r.threads}t: ${r.note}`);
   if (notes.length) rows.push(...new Set(notes.map((n) => n.replace(/ \d+t:/, ":"))));
   return rows.join("\n");
@@ -99,7 +104,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const header =
     `model ${model} (${formatBytes(statSync(model).size)}${synthetic ? ", RANDOM WEIGHTS (synthetic)" : ""}); ` +
     `prefill of ${promptTokens} tokens, then ${genTokens} tokens decoded greedily; ${reps} repetitions`;
-  console.log(formatBench(results, header));
+  console.log(formatBench(results, header, statSync(model).size));
 
   let activity: ActivityReport | undefined;
   if (statsTokens > 0) {
