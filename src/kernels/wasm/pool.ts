@@ -186,8 +186,11 @@ export class WorkerPool {
     }
     if (args.length > MAX_ARGS || units > MAX_UNITS) throw new Error(`wasm kernels: job of ${args.length} arguments, ${units} units`);
     const { slots } = this.views;
-    for (let i = 0; i < args.length; i++) this.views.args[i] = args[i]!;
     const seq = ++this.seq;
+    // Close the claims first: a worker still looking at the previous job (whose id the old Claim
+    // carries) must not claim a unit while Op, Units and the arguments change under it.
+    Atomics.store(slots, Slot.Claim, ((seq & 0xffff) << 16) | MAX_UNITS);
+    for (let i = 0; i < args.length; i++) this.views.args[i] = args[i]!;
     Atomics.store(slots, Slot.Op, op);
     Atomics.store(slots, Slot.Units, units);
     Atomics.store(slots, Slot.Completed, 0);
@@ -227,14 +230,14 @@ export class WorkerPool {
     const { slots } = this.views;
     // Poll while units keep completing; sleep once a polling period passes without progress.
     let done = Atomics.load(slots, Slot.Completed);
-    while (done !== units) {
+    while (done < units) {
       const next = spinWhileEqual(slots, Slot.Completed, done);
       if (next === done) break;
       done = next;
     }
-    if (done === units) return;
+    if (done >= units) return;
     Atomics.store(slots, Slot.MainWaiting, 1);
-    for (done = Atomics.load(slots, Slot.Completed); done !== units; done = Atomics.load(slots, Slot.Completed)) {
+    for (done = Atomics.load(slots, Slot.Completed); done < units; done = Atomics.load(slots, Slot.Completed)) {
       Atomics.wait(slots, Slot.Completed, done, SLEEP_CHECK_MS);
     }
     Atomics.store(slots, Slot.MainWaiting, 0);
