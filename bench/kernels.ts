@@ -1,6 +1,6 @@
 import { availableParallelism, cpus } from "node:os";
 import { GgmlType, ggmlRowBytes } from "../src/gguf/types.js";
-import { ExpertRef, Kernels, KvLayerRef, MatrixRef } from "../src/kernels/api.js";
+import { ExpertRef, ExpertTask, Kernels, KvLayerRef, MatrixRef } from "../src/kernels/api.js";
 import { Arena, Ptr } from "../src/kernels/arena.js";
 import { ReferenceKernels } from "../src/kernels/reference.js";
 import { createWasmKernels } from "../src/kernels/wasm/kernels.js";
@@ -122,7 +122,7 @@ async function main(): Promise<void> {
   for (const kernels of kernelsList) {
     const label = `${kernels.name} ×${kernels.threads}`;
     const reference = kernels instanceof ReferenceKernels;
-    const b = new Bench(kernels, (reference ? 96 : 420) << 20);
+    const b = new Bench(kernels, (reference ? 96 : 720) << 20);
     const one = b.matrix(expertRaw, FFN, HIDDEN);
     const xq = b.q8(x, 64, HIDDEN);
     const y = b.arena.alloc(4 * 64 * HEAD_ROWS);
@@ -141,16 +141,30 @@ async function main(): Promise<void> {
       return { arena: b.arena, ptr, type: GgmlType.Q4_0, hidden: HIDDEN, ffn: FFN, layout: "upstream" as const };
     })();
     const expert: ExpertRef = { gate: b.matrix(gateRaw, FFN, HIDDEN), up: b.matrix(upRaw, FFN, HIDDEN), down };
-    const scratch = b.arena.alloc(kernels.expertScratchBytes(HIDDEN, FFN, 64, GgmlType.Q4_0, GgmlType.Q4_0));
+    const scratch = b.arena.alloc(kernels.expertScratchBytes(HIDDEN, FFN, 256, GgmlType.Q4_0, GgmlType.Q4_0));
     const rowsList = b.put(Int32Array.from({ length: 64 }, (_, i) => i));
-    const active = kernels.expertForward(expert, xq, rowsList, 1, y, scratch, true);
+    const task = (e: ExpertRef, count: number): ExpertTask => ({ expert: e, rows: rowsList, outRows: rowsList, count });
+    const active = kernels.expertsForward([task(expert, 1)], xq, y, scratch, true);
     const expertBytes = 3 * matrixBytes;
     for (const sparse of reference ? [true] : [true, false]) {
       cases.push({ name: `${label}: expert, ${sparse ? "sparse" : "dense"} (${((100 * active) / FFN).toFixed(0)}% active)`, bytes: expertBytes,
-        calls: reference ? 1 : 100, run: () => kernels.expertForward(expert, xq, rowsList, 1, y, scratch, sparse) });
+        calls: reference ? 1 : 100, run: () => kernels.expertsForward([task(expert, 1)], xq, y, scratch, sparse) });
     }
     if (reference) break;
-    cases.push({ name: `${label}: expert, sparse, 64 tokens`, bytes: expertBytes * 64, calls: 3, run: () => kernels.expertForward(expert, xq, rowsList, 64, y, scratch, true) });
+    cases.push({ name: `${label}: expert, sparse, 64 tokens`, bytes: expertBytes * 64, calls: 3, run: () => kernels.expertsForward([task(expert, 64)], xq, y, scratch, true) });
+    // Decode-like: a layer's 4 experts out of 64 distinct ones (cycled through DRAM), one call.
+    const pool = Array.from({ length: 64 }, (_, i) => {
+      const d = (() => {
+        const src = b.put(q4Bytes(HIDDEN, FFN, 500 + i));
+        const ptr = b.arena.alloc(kernels.packedBytes("expert-down", GgmlType.Q4_0, HIDDEN, FFN, "upstream"));
+        kernels.pack(b.arena, "expert-down", GgmlType.Q4_0, HIDDEN, FFN, src, ptr, "upstream");
+        return { arena: b.arena, ptr, type: GgmlType.Q4_0, hidden: HIDDEN, ffn: FFN, layout: "upstream" as const };
+      })();
+      return { gate: b.matrix(q4Bytes(FFN, HIDDEN, 300 + i, -0.011), FFN, HIDDEN), up: b.matrix(q4Bytes(FFN, HIDDEN, 400 + i), FFN, HIDDEN), down: d };
+    });
+    const outRows = [0, 1, 2, 3].map((i) => b.put(new Int32Array([i])));
+    cases.push({ name: `${label}: 4 experts × 1 token, 64 distinct`, bytes: 4 * expertBytes, calls: 16,
+      run: (call) => kernels.expertsForward([0, 1, 2, 3].map((i) => ({ expert: pool[(4 * call + i) % 64]!, rows: rowsList, outRows: outRows[i]!, count: 1 })), xq, y, scratch, true) });
     const [capacity, kvHeads, headDim, heads] = [4096, 2, 128, 12];
     const kvBytes = 2 * capacity * kvHeads * headDim;
     const cache: KvLayerRef = { arena: b.arena, k: b.arena.alloc(kvBytes), v: b.arena.alloc(kvBytes), type: "f16", capacity, kvHeads, headDim };

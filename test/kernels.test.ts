@@ -230,6 +230,30 @@ describe("matrix products", () => {
   }
 });
 
+test("several products in one call (matmuls) equal separate matmul calls", () => {
+  const cols = 96;
+  const specs: [GgmlType, number][] = [[GgmlType.F32, 9], [GgmlType.Q4_0, 130], [GgmlType.Q4_0, 37], [GgmlType.Q8_0, 64], [GgmlType.F16, 5]];
+  for (const n of [1, 3, 6]) {
+    const x = randoms(n * cols, 40 + n);
+    const run = (side: Side, together: boolean) => {
+      const products = specs.map(([type, rows], i) => ({
+        w: side.matrix(type, rows, cols, rawMatrix(type, rows, cols, 50 + i)),
+        x: side.prepared(activationFormatFor(type), x, n, cols),
+        y: side.arena.alloc(4 * n * rows),
+      }));
+      if (together) side.kernels.matmuls(products, n);
+      else for (const p of products) side.kernels.matmul(p.w, p.x, n, p.y);
+      return products.map((p) => side.f32(p.y, n * p.w.rows));
+    };
+    const apart = run(sideFor(wasm1), false);
+    for (const kernels of [wasm1, wasm2, reference] as Kernels[]) {
+      const together = run(sideFor(kernels), true);
+      const reference_ = kernels === reference ? run(sideFor(reference), false) : apart;
+      together.forEach((y, i) => assertBits(y, reference_[i]!, `${kernels.name} ×${kernels.threads}, n = ${n}, product ${i}`));
+    }
+  }
+});
+
 describe("element-wise kernels match the reference bit for bit", () => {
   const both = (fn: (side: Side) => Float32Array, what: string) => {
     const one = fn(sideFor(wasm1));
@@ -350,15 +374,32 @@ describe("the fused sparse expert", () => {
     return { gate, up, down: { arena: side.arena, ptr, type: types.down, hidden, ffn, layout } };
   }
 
+  /** Runs tasks (expert, tokens) in one call; returns each task's outputs [token][hidden]. */
+  function runTasks(side: Side, experts: ExpertRef[], tasks: { expert: number; tokens: number[] }[], x: Float32Array, available: number, sparse: boolean) {
+    const hidden = experts[0]!.gate.cols;
+    const ffn = experts[0]!.gate.rows;
+    const xp = side.prepared(activationFormatFor(experts[0]!.gate.type), x, available, hidden);
+    const total = tasks.reduce((sum, t) => sum + t.tokens.length, 0);
+    // Output rows interleaved across tasks, as a layer's [token][slot] rows are.
+    const outRows = tasks.map((t, i) => t.tokens.map((_, j) => j * tasks.length + i));
+    const rowsNeeded = Math.max(...outRows.flat()) + 1;
+    const out = side.arena.alloc(4 * rowsNeeded * hidden);
+    const scratch = side.arena.alloc(side.kernels.expertScratchBytes(hidden, ffn, total, experts[0]!.gate.type, experts[0]!.down.type));
+    const active = side.kernels.expertsForward(tasks.map((t, i) => ({
+      expert: experts[t.expert]!, rows: side.put(Int32Array.from(t.tokens)), outRows: side.put(Int32Array.from(outRows[i]!)), count: t.tokens.length,
+    })), xp, out, scratch, sparse);
+    const all = side.f32(out, rowsNeeded * hidden);
+    const ys = outRows.map((rows) => {
+      const y = new Float32Array(rows.length * hidden);
+      rows.forEach((row, j) => y.set(all.subarray(row * hidden, (row + 1) * hidden), j * hidden));
+      return y;
+    });
+    return { ys, active };
+  }
+
   function run(side: Side, expert: ExpertRef, x: Float32Array, tokens: number[], available: number, sparse: boolean) {
-    const hidden = expert.gate.cols;
-    const ffn = expert.gate.rows;
-    const xp = side.prepared(activationFormatFor(expert.gate.type), x, available, hidden);
-    const n = tokens.length;
-    const y = side.arena.alloc(4 * n * hidden);
-    const scratch = side.arena.alloc(side.kernels.expertScratchBytes(hidden, ffn, n, expert.gate.type, expert.down.type));
-    const active = side.kernels.expertForward(expert, xp, side.put(Int32Array.from(tokens)), n, y, scratch, sparse);
-    return { y: side.f32(y, n * hidden), active };
+    const { ys, active } = runTasks(side, [expert], [{ expert: 0, tokens }], x, available, sparse);
+    return { y: ys[0]!, active };
   }
 
   const cases: { gate: GgmlType; down: GgmlType }[] = [
@@ -372,7 +413,9 @@ describe("the fused sparse expert", () => {
   for (const types of cases) {
     for (const layout of ["upstream", "transposed"] as DownLayout[]) {
       test(`gate/up ${ggmlTypeName(types.gate)}, down ${ggmlTypeName(types.down)} ${layout}`, () => {
-        for (const [hidden, ffn, tokens] of [[64, 64, [0]], [96, 128, [2, 0, 3]], [128, 96, [5, 1, 4, 0, 2, 3]]] as [number, number, number[]][]) {
+        const shapes: [number, number, number[]][] = [[64, 64, [0]], [96, 128, [2, 0, 3]], [128, 96, [5, 1, 4, 0, 2, 3]],
+          [64, 416, [1]], [96, 288, [3, 0, 5, 2, 4, 1, 0, 3, 2, 5, 1]]];
+        for (const [hidden, ffn, tokens] of shapes) {
           const available = 6;
           const [dRows, dCols] = layout === "upstream" ? [hidden, ffn] : [ffn, hidden];
           const raws = [rawMatrix(types.gate, ffn, hidden, 1 + hidden), rawMatrix(types.gate, ffn, hidden, 2 + ffn), rawMatrix(types.down, dRows, dCols, 3)];
@@ -393,7 +436,7 @@ describe("the fused sparse expert", () => {
           const ours = results[0]!;
           if (QUANT.includes(types.gate)) {
             // Exact gate, up and h; the down product keeps the reference's integer blocks (upstream)
-            // or its f32 axpys in neuron order (transposed): bit for bit.
+            // or its f32 axpys in neuron order (transposed), chunk by chunk: bit for bit.
             assert.equal(ours.active, ref.active, `${what}: active neurons`);
             assertBits(ours.y, ref.y, what);
           } else {
@@ -408,6 +451,31 @@ describe("the fused sparse expert", () => {
       });
     }
   }
+
+  test("a layer's experts in one call give each expert's own results, however the tasks are grouped", () => {
+    const [hidden, ffn, available] = [96, 288, 8];
+    const types = { gate: GgmlType.Q4_0, down: GgmlType.Q4_0 };
+    const raws = Array.from({ length: 4 }, (_, e) => [rawMatrix(types.gate, ffn, hidden, 10 + e), rawMatrix(types.gate, ffn, hidden, 20 + e), rawMatrix(types.down, hidden, ffn, 30 + e)]);
+    const x = randoms(available * hidden, 77, 2);
+    // Few tokens (chunk partial sums) and many (rows after all neurons), mixed.
+    for (const tasks of [
+      [{ expert: 2, tokens: [0] }, { expert: 0, tokens: [0] }, { expert: 3, tokens: [0] }, { expert: 1, tokens: [0] }],
+      [{ expert: 1, tokens: [0, 1, 2, 3, 4, 5, 6] }, { expert: 0, tokens: [7, 2, 5] }, { expert: 3, tokens: [4] }, { expert: 2, tokens: [1, 6, 0, 3] }],
+    ]) {
+      for (const kernels of [wasm1, wasm2, reference] as Kernels[]) {
+        const on = sideFor(kernels);
+        const experts = raws.map((r) => expertOn(on, types, "upstream", hidden, ffn, r));
+        const together = runTasks(on, experts, tasks, x, available, true);
+        const apart = tasks.map((t) => runTasks(on, experts, [t], x, available, true));
+        assert.equal(together.active, apart.reduce((sum, a) => sum + a.active, 0));
+        tasks.forEach((t, i) => assertBits(together.ys[i]!, apart[i]!.ys[0]!, `${kernels.name}: expert ${t.expert} alone vs together`));
+        if (kernels !== reference) {
+          const ref = runTasks(sideFor(reference), raws.map((r) => expertOn(sideFor(reference), types, "upstream", hidden, ffn, r)), tasks, x, available, true);
+          tasks.forEach((_, i) => assertBits(together.ys[i]!, ref.ys[i]!, `${kernels.name} ×${kernels.threads} vs reference, task ${i}`));
+        }
+      }
+    }
+  });
 });
 
 describe("attention over the ring KV cache", () => {

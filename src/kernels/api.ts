@@ -50,6 +50,13 @@ export interface MatrixRef {
   cols: number;
 }
 
+/** One product of `matmuls`: y = W·x (x prepared for W's type). */
+export interface MatrixProduct {
+  w: MatrixRef;
+  x: Ptr;
+  y: Ptr;
+}
+
 export interface ExpertDownRef {
   arena: Arena;
   ptr: Ptr;
@@ -64,6 +71,19 @@ export interface ExpertRef {
   gate: MatrixRef;
   up: MatrixRef;
   down: ExpertDownRef;
+}
+
+/** Neurons per partial sum of an expert's down product (a multiple of 32). */
+export const DOWN_CHUNK = 128;
+
+/** One expert's share of a layer: the tokens routed to it and where their results go. */
+export interface ExpertTask {
+  expert: ExpertRef;
+  /** i32 list of `count` rows of the prepared activations (the tokens). */
+  rows: Ptr;
+  /** i32 list of `count` output rows. */
+  outRows: Ptr;
+  count: number;
 }
 
 export type KvType = "f32" | "f16";
@@ -116,16 +136,25 @@ export interface Kernels {
   // ---- products ----
   /** y[t][r] = W[r]·x[t] for t < n; x prepared for W's type; y is f32 [n][W.rows]. */
   matmul(w: MatrixRef, x: Ptr, n: number, y: Ptr): void;
+  /**
+   * Several products of n activation rows at once, each exactly as `matmul` (one job instead of
+   * one per product: their weights stream as one). All in one arena; outputs must not overlap inputs.
+   */
+  matmuls(products: readonly MatrixProduct[], n: number): void;
 
   /**
-   * The fused ReGLU expert for `n` tokens: for token j, with x = prepared row xRows[j] (i32 list at
-   * `xRowsPtr`), g = gate·x, h_i = relu(g_i)·(up_i·x) (up computed only where g_i > 0 when `sparse`),
-   * y[j] = down·h (f32 [n][hidden]). Results are bit-identical with `sparse` on or off.
+   * A layer's fused ReGLU experts. For each task and each of its tokens j, with x = prepared row
+   * rows[j] of `x`: g = gate·x, h_i = relu(g_i)·(up_i·x) (up computed only where g_i > 0 when
+   * `sparse`), y = down·h, written (f32 [hidden]) to row outRows[j] of `out`. The down product sums
+   * the neurons in chunks of DOWN_CHUNK: each chunk's sum starts from zero, and the chunk sums are
+   * added in chunk order (see the reference for the arithmetic within a chunk). Results are
+   * bit-identical with `sparse` on or off, and do not depend on how tasks are grouped into calls or
+   * ordered. Experts, x, the lists, `out` and `scratch` all lie in one arena.
    * Returns how many (token, neuron) pairs had g > 0.
    */
-  expertForward(expert: ExpertRef, x: Ptr, xRowsPtr: Ptr, n: number, y: Ptr, scratch: Ptr, sparse: boolean): number;
-  /** Scratch bytes expertForward needs for `n` tokens. */
-  expertScratchBytes(hidden: number, ffn: number, n: number, gateType: GgmlType, downType: GgmlType): number;
+  expertsForward(tasks: readonly ExpertTask[], x: Ptr, out: Ptr, scratch: Ptr, sparse: boolean): number;
+  /** Scratch bytes expertsForward needs for calls of at most `tokens` (task, token) pairs in all. */
+  expertScratchBytes(hidden: number, ffn: number, tokens: number, gateType: GgmlType, downType: GgmlType): number;
 
   // ---- elementwise and attention ----
   /** dst[t] = rmsnorm(src[t]) * weight, as llama.cpp (sum of squares in f64). */

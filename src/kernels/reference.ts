@@ -4,10 +4,13 @@ import { dequantize, quantizeQ8_0Activations, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES
 import {
   ActivationFormat,
   AttentionParams,
+  DOWN_CHUNK,
   DownLayout,
   ExpertRef,
+  ExpertTask,
   Kernels,
   KvLayerRef,
+  MatrixProduct,
   MatrixRef,
   WeightKind,
   activationFormatFor,
@@ -143,64 +146,89 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
-  expertScratchBytes(hidden: number, ffn: number, _n: number, _gateType: GgmlType, downType: GgmlType): number {
+  matmuls(products: readonly MatrixProduct[], n: number): void {
+    for (const { w, x, y } of products) this.matmul(w, x, n, y);
+  }
+
+  expertScratchBytes(hidden: number, ffn: number, _tokens: number, _gateType: GgmlType, downType: GgmlType): number {
     // g (f32), h (f32), prepared h (for the down product)
     return 8 * ffn + this.activationBytes(activationFormatFor(downType), ffn) + 4 * hidden + 256;
   }
 
-  expertForward(expert: ExpertRef, x: Ptr, xRowsPtr: Ptr, n: number, y: Ptr, scratch: Ptr, sparse: boolean): number {
-    const { gate, up, down } = expert;
-    const arena = gate.arena;
-    const ffn = gate.rows;
-    const hidden = down.hidden;
-    const xBytes = this.activationBytes(activationFormatFor(gate.type), gate.cols);
-    const gateRowBytes = ggmlRowBytes(gate.type, gate.cols);
-    const upRowBytes = ggmlRowBytes(up.type, up.cols);
-    const gPtr = scratch;
-    const hPtr = scratch + 4 * ffn;
-    const preparedH = scratch + 8 * ffn;
-    const xRows = arena.i32(xRowsPtr, n).slice();
+  expertsForward(tasks: readonly ExpertTask[], x: Ptr, out: Ptr, scratch: Ptr, sparse: boolean): number {
     let active = 0;
-    for (let j = 0; j < n; j++) {
-      const xRow = x + xRows[j]! * xBytes;
-      const g = arena.f32(gPtr, ffn);
-      for (let i = 0; i < ffn; i++) g[i] = this.dot(arena, gate.type, gate.ptr + i * gateRowBytes, xRow, gate.cols);
-      const h = arena.f32(hPtr, ffn);
-      for (let i = 0; i < ffn; i++) {
-        if (g[i]! > 0) active++;
-        if (sparse && !(g[i]! > 0)) {
-          h[i] = 0;
-          continue;
+    for (const task of tasks) {
+      const { gate, up } = task.expert;
+      const arena = gate.arena;
+      const ffn = gate.rows;
+      const hidden = task.expert.down.hidden;
+      const xBytes = this.activationBytes(activationFormatFor(gate.type), gate.cols);
+      const gateRowBytes = ggmlRowBytes(gate.type, gate.cols);
+      const upRowBytes = ggmlRowBytes(up.type, up.cols);
+      const gPtr = scratch;
+      const hPtr = scratch + 4 * ffn;
+      const preparedH = scratch + 8 * ffn;
+      const rows = arena.i32(task.rows, task.count).slice();
+      const outRows = arena.i32(task.outRows, task.count).slice();
+      for (let j = 0; j < task.count; j++) {
+        const xRow = x + rows[j]! * xBytes;
+        const g = arena.f32(gPtr, ffn);
+        for (let i = 0; i < ffn; i++) g[i] = this.dot(arena, gate.type, gate.ptr + i * gateRowBytes, xRow, gate.cols);
+        const h = arena.f32(hPtr, ffn);
+        for (let i = 0; i < ffn; i++) {
+          if (g[i]! > 0) active++;
+          if (sparse && !(g[i]! > 0)) {
+            h[i] = 0;
+            continue;
+          }
+          const u = this.dot(arena, up.type, up.ptr + i * upRowBytes, xRow, up.cols);
+          h[i] = fround(Math.max(g[i]!, 0) * u);
         }
-        const u = this.dot(arena, up.type, up.ptr + i * upRowBytes, xRow, up.cols);
-        h[i] = fround(Math.max(g[i]!, 0) * u);
+        this.downProduct(arena, task.expert, hPtr, preparedH, arena.f32(out + 4 * outRows[j]! * hidden, hidden));
       }
-      this.downProduct(arena, expert, hPtr, preparedH, arena.f32(y + 4 * j * hidden, hidden));
     }
     return active;
   }
 
-  /** out = down · h, skipping neurons with h = 0 (which contribute exact zeros). */
+  /**
+   * out = down · h in chunks of DOWN_CHUNK neurons: each chunk's partial sum from zero (as below),
+   * then out = ((p0 + p1) + p2) + … Neurons with h = 0 contribute exact zeros, so skipping them (as
+   * the WASM kernels do) changes nothing.
+   */
   private downProduct(arena: Arena, expert: ExpertRef, hPtr: Ptr, preparedH: Ptr, out: Float32Array): void {
     const { down } = expert;
     const { hidden, ffn } = down;
+    out.fill(0);
     if (down.layout === "upstream") {
+      // llama.cpp's product: h prepared for the down matrix's type (q8: quantized per 32-neuron
+      // block), then per output row the product of its chunk of columns (a dot as `matmul` does).
       const format = activationFormatFor(down.type);
       this.prepareActivations(arena, format, hPtr, 1, ffn, preparedH);
       const rowBytes = ggmlRowBytes(down.type, ffn);
-      for (let r = 0; r < hidden; r++) out[r] = this.dot(arena, down.type, down.ptr + r * rowBytes, preparedH, ffn);
+      for (let c = 0; c < ffn; c += DOWN_CHUNK) {
+        const cols = Math.min(DOWN_CHUNK, ffn - c);
+        const wOffset = ggmlRowBytes(down.type, c);
+        const xOffset = this.activationBytes(format, c);
+        for (let r = 0; r < hidden; r++) {
+          out[r] = fround(out[r]! + this.dot(arena, down.type, down.ptr + r * rowBytes + wOffset, preparedH + xOffset, cols));
+        }
+      }
       return;
     }
     // Transposed: row i holds neuron i's contribution to every output; accumulate in neuron order.
     const h = arena.f32(hPtr, ffn);
     const rowBytes = ggmlRowBytes(down.type, hidden);
     const column = new Float32Array(hidden);
-    out.fill(0);
-    for (let i = 0; i < ffn; i++) {
-      const hi = h[i]!;
-      if (hi === 0) continue;
-      dequantize(down.type, arena.bytes, down.ptr + i * rowBytes, column);
-      for (let r = 0; r < hidden; r++) out[r] = fround(out[r]! + fround(hi * column[r]!));
+    const partial = new Float32Array(hidden);
+    for (let c = 0; c < ffn; c += DOWN_CHUNK) {
+      partial.fill(0);
+      for (let i = c; i < Math.min(ffn, c + DOWN_CHUNK); i++) {
+        const hi = h[i]!;
+        if (hi === 0) continue;
+        dequantize(down.type, arena.bytes, down.ptr + i * rowBytes, column);
+        for (let r = 0; r < hidden; r++) partial[r] = fround(partial[r]! + fround(hi * column[r]!));
+      }
+      for (let r = 0; r < hidden; r++) out[r] = fround(out[r]! + partial[r]!);
     }
   }
 

@@ -1,6 +1,6 @@
 import { GgufFile } from "../gguf/reader.js";
 import { GgufTensorInfo, ggmlRowBytes } from "../gguf/types.js";
-import { ActivationFormat, AttentionParams, Kernels, KvType, MatrixRef, activationFormatFor } from "../kernels/api.js";
+import { ActivationFormat, AttentionParams, ExpertRef, ExpertTask, Kernels, KvType, MatrixProduct, MatrixRef, activationFormatFor } from "../kernels/api.js";
 import { Arena, Ptr } from "../kernels/arena.js";
 import { KvCache } from "../kv/cache.js";
 import { ExpertSource } from "../experts/source.js";
@@ -58,10 +58,16 @@ export class ActivityStats {
 
 /** Working buffers an arena needs to run experts that live in it. */
 interface ExpertScratch {
+  arena: Arena;
+  /** Prepared activations of the chunk's tokens (a copy in arenas other than the main one). */
   x: Ptr;
-  rows: Ptr;
+  /** i32 lists: each task's token rows, then its output rows ([token][slot] of `y`). */
+  lists: Ptr;
+  /** Expert outputs [token][slot][hidden]: the main arena's `expertOut`, or a buffer of this arena. */
   y: Ptr;
   work: Ptr;
+  /** Whether `x` holds the current chunk's activations. */
+  filled: boolean;
 }
 
 export interface ForwardRequest {
@@ -110,15 +116,18 @@ export function bufferLayout(file: GgufFile, config: SmallThinkerConfig, kernels
     sin: f32((B * headDim) / 2),
     logits: f32(options.logitsRows * vocabSize),
     act: B * actBytes,
+    routerAct: B * actBytes,
     moeAct: B * actBytes,
     embedRaw: B * embedRowBytes,
   };
+  const pairs = B * expertsUsed;
   const expertWorkBytes = Math.max(
     ...Array.from({ length: config.layers }, (_, l) =>
-      kernels.expertScratchBytes(hidden, config.expertFfn, B, file.tensor(`blk.${l}.ffn_gate_exps.weight`).type, file.tensor(`blk.${l}.ffn_down_exps.weight`).type),
+      kernels.expertScratchBytes(hidden, config.expertFfn, pairs, file.tensor(`blk.${l}.ffn_gate_exps.weight`).type, file.tensor(`blk.${l}.ffn_down_exps.weight`).type),
     ),
   );
-  const expertScratchBytes = B * actBytes + 4 * B + 4 * B * hidden + expertWorkBytes + 4 * 64;
+  // x, the row lists, outputs (in arenas other than the main one), the kernels' work area.
+  const expertScratchBytes = B * actBytes + 8 * pairs + 4 * pairs * hidden + expertWorkBytes + 4 * 64;
   return { buffers, expertScratchBytes, embedRowBytes, actBytes, expertWorkBytes };
 }
 
@@ -209,11 +218,14 @@ export class SmallThinkerModel {
     let scratch = this.expertScratch.get(arena);
     if (!scratch) {
       const B = this.options.batchSize;
+      const pairs = B * this.config.expertsUsed;
       scratch = {
-        x: arena.alloc(B * this.actBytes),
-        rows: arena.alloc(4 * B),
-        y: arena.alloc(4 * B * this.config.hidden),
+        arena,
+        x: arena === this.arena ? this.buffer("moeAct") : arena.alloc(B * this.actBytes),
+        lists: arena.alloc(8 * pairs),
+        y: arena === this.arena ? this.buffer("expertOut") : arena.alloc(4 * pairs * this.config.hidden),
         work: arena.alloc(this.expertWorkBytes),
+        filled: false,
       };
       this.expertScratch.set(arena, scratch);
     }
@@ -268,16 +280,30 @@ export class SmallThinkerModel {
     for (let l = 0; l < config.layers; l++) {
       const w = this.weights.layers[l]!;
       const plan = config.layerPlan[l]!;
-      const routes = this.routeTokens(l, w.router, n);
-
+      // The router (on the raw residual) and Q, K, V (on its norm) in one job; then the routing,
+      // which starts expert reads before attention.
+      const routerX = this.prepare(w.router, hiddenPtr, n, hidden, this.buffer("routerAct"));
       const normed = this.buffer("normed");
       kernels.rmsNorm(arena, hiddenPtr, w.attnNorm, n, hidden, config.rmsEps, normed);
-      let act = this.prepare(w.q, normed, n, hidden);
-      kernels.matmul(w.q, act, n, this.buffer("q"));
-      if (activationFormatFor(w.k.type) !== activationFormatFor(w.q.type)) act = this.prepare(w.k, normed, n, hidden);
-      kernels.matmul(w.k, act, n, this.buffer("k"));
-      if (activationFormatFor(w.v.type) !== activationFormatFor(w.k.type)) act = this.prepare(w.v, normed, n, hidden);
-      kernels.matmul(w.v, act, n, this.buffer("v"));
+      const products: MatrixProduct[] = [{ w: w.router, x: routerX, y: this.buffer("routerLogits") }];
+      const qkv = [[w.q, "q"], [w.k, "k"], [w.v, "v"]] as const;
+      const formats = new Map<ActivationFormat, Ptr>();
+      for (const [matrix, out] of qkv) {
+        const format = activationFormatFor(matrix.type);
+        let x = formats.get(format);
+        if (x === undefined) {
+          if (formats.size > 0) {
+            // Another format than Q's: its own product (the act buffer is taken).
+            kernels.matmul(matrix, this.prepare(matrix, normed, n, hidden, this.buffer("moeAct")), n, this.buffer(out));
+            continue;
+          }
+          formats.set(format, (x = this.prepare(matrix, normed, n, hidden)));
+        }
+        products.push({ w: matrix, x, y: this.buffer(out) });
+      }
+      kernels.matmuls(products, n);
+      const routes = this.routeTokens(l, n);
+
       if (plan.rope) {
         kernels.rope(arena, this.buffer("q"), n, heads, headDim, this.buffer("cos"), this.buffer("sin"));
         kernels.rope(arena, this.buffer("k"), n, kvHeads, headDim, this.buffer("cos"), this.buffer("sin"));
@@ -298,11 +324,10 @@ export class SmallThinkerModel {
     this.experts.advance(n);
   }
 
-  /** Router logits from the raw residual entering the layer, then top-k; starts expert reads. */
-  private routeTokens(layer: number, router: MatrixRef, n: number): { experts: number[]; weights: number[] }[] {
-    const { config, kernels, arena } = this;
+  /** Top-k of the router logits (computed from the raw residual entering the layer); starts expert reads. */
+  private routeTokens(layer: number, n: number): { experts: number[]; weights: number[] }[] {
+    const { config, arena } = this;
     const logitsPtr = this.buffer("routerLogits");
-    kernels.matmul(router, this.prepare(router, this.buffer("hidden"), n, config.hidden), n, logitsPtr);
     const routes = [];
     const needed = new Set<number>();
     for (let t = 0; t < n; t++) {
@@ -319,48 +344,84 @@ export class SmallThinkerModel {
 
   private runExperts(layer: number, routes: { experts: number[]; weights: number[] }[], normed: Ptr, n: number): void {
     const { config, kernels, arena } = this;
-    const { hidden, expertsUsed, expertFfn } = config;
-    const users = new Map<number, { token: number; slot: number }[]>();
+    const { hidden, expertsUsed } = config;
+    const users = new Map<number, number[]>();
     const weights = arena.f32(this.buffer("expertWeights"), n * expertsUsed);
     routes.forEach((r, t) => {
       r.experts.forEach((e, slot) => {
         let list = users.get(e);
         if (!list) users.set(e, (list = []));
-        list.push({ token: t, slot });
+        list.push(t * expertsUsed + slot);
         weights[t * expertsUsed + slot] = r.weights[slot]!;
       });
     });
-    let moeAct: Ptr | undefined;
-    const copiedTo = new Set<Arena>();
-    const out = this.buffer("expertOut");
-    // Resident experts first, giving reads still in flight more time; the order does not change
-    // results because each expert's output goes to its own slot before the fixed-order sum.
-    const order = [...users.keys()].sort((a, b) => Number(this.experts.ready(layer, b)) - Number(this.experts.ready(layer, a)) || a - b);
-    for (const e of order) {
-      const list = users.get(e)!;
-      const expert = this.experts.acquire(layer, e);
-      const expertArena = expert.gate.arena;
-      if (moeAct === undefined) {
-        moeAct = this.buffer("moeAct");
-        kernels.prepareActivations(arena, activationFormatFor(expert.gate.type), normed, n, hidden, moeAct);
-      }
+    let prepared = false;
+    for (const scratch of this.expertScratch.values()) scratch.filled = false;
+    const prepareIn = (expertArena: Arena, type: number): ExpertScratch => {
       const scratch = this.scratchFor(expertArena);
-      const xBytes = kernels.activationBytes(activationFormatFor(expert.gate.type), hidden) * n;
-      if (!copiedTo.has(expertArena)) {
-        expertArena.u8(scratch.x, xBytes).set(arena.u8(moeAct, xBytes));
-        copiedTo.add(expertArena);
+      if (!prepared) {
+        kernels.prepareActivations(arena, activationFormatFor(type), normed, n, hidden, this.buffer("moeAct"));
+        prepared = true;
+        this.scratchFor(arena).filled = true;
       }
-      const rows = expertArena.i32(scratch.rows, list.length);
-      list.forEach((u, i) => (rows[i] = u.token));
-      const active = kernels.expertForward(expert, scratch.x, scratch.rows, list.length, scratch.y, scratch.work, this.options.sparse);
+      if (!scratch.filled) {
+        const xBytes = kernels.activationBytes(activationFormatFor(type), hidden) * n;
+        expertArena.u8(scratch.x, xBytes).set(arena.u8(this.buffer("moeAct"), xBytes));
+        scratch.filled = true;
+      }
+      return scratch;
+    };
+    const run = (batch: { expert: number; ref: ExpertRef }[]) => {
+      const expertArena = batch[0]!.ref.gate.arena;
+      const scratch = prepareIn(expertArena, batch[0]!.ref.gate.type);
+      const lists = expertArena.heapI32;
+      let offset = scratch.lists >> 2;
+      const tasks: ExpertTask[] = [];
+      let pairs = 0;
+      for (const { expert, ref } of batch) {
+        const list = users.get(expert)!;
+        const rows = offset;
+        for (let i = 0; i < list.length; i++) lists[offset++] = Math.floor(list[i]! / expertsUsed);
+        const outRows = offset;
+        for (let i = 0; i < list.length; i++) lists[offset++] = list[i]!;
+        tasks.push({ expert: ref, rows: rows << 2, outRows: outRows << 2, count: list.length });
+        pairs += list.length;
+      }
+      const active = kernels.expertsForward(tasks, scratch.x, scratch.y, scratch.work, this.options.sparse);
       this.stats.gateActive += active;
-      this.stats.gateTotal += list.length * expertFfn;
+      this.stats.gateTotal += pairs * config.expertFfn;
       this.stats.layerActive[layer]! += active;
-      this.stats.layerTotal[layer]! += list.length * expertFfn;
-      const results = expertArena.f32(scratch.y, list.length * hidden);
-      list.forEach((u, i) => {
-        arena.f32(out + 4 * (u.token * expertsUsed + u.slot) * hidden, hidden).set(results.subarray(i * hidden, (i + 1) * hidden));
-      });
+      this.stats.layerTotal[layer]! += pairs * config.expertFfn;
+      if (expertArena !== arena) {
+        const out = this.buffer("expertOut");
+        for (const { expert } of batch) {
+          for (const row of users.get(expert)!) {
+            arena.f32(out + 4 * row * hidden, hidden).set(expertArena.f32(scratch.y + 4 * row * hidden, hidden));
+          }
+        }
+      }
+    };
+    // Experts already in memory first, in batches per arena, giving reads still in flight more
+    // time; then the others one at a time as they arrive. Results do not depend on the grouping or
+    // the order: each expert's output goes to its own rows before the fixed-order sum.
+    // Most tokens first: the biggest tasks start first, balancing the threads' shares.
+    const order = [...users.keys()].sort((a, b) => users.get(b)!.length - users.get(a)!.length || a - b);
+    const ready = order.filter((e) => this.experts.ready(layer, e));
+    const byArena = new Map<Arena, { expert: number; ref: ExpertRef }[]>();
+    for (const e of ready) {
+      const ref = this.experts.acquire(layer, e);
+      let batch = byArena.get(ref.gate.arena);
+      if (!batch) byArena.set(ref.gate.arena, (batch = []));
+      batch.push({ expert: e, ref });
+    }
+    for (const batch of byArena.values()) {
+      run(batch);
+      for (const { expert } of batch) this.experts.release(layer, expert);
+    }
+    for (const e of order) {
+      if (ready.includes(e)) continue;
+      const ref = this.experts.acquire(layer, e);
+      run([{ expert: e, ref }]);
       this.experts.release(layer, e);
     }
   }

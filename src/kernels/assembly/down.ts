@@ -18,6 +18,7 @@ import { q8Bias, q8Scales } from "./activations";
 import { elementBytes, loadValues } from "./floats";
 import { BF16x, F16, F16x, F32, F32x, Q4, Q4_0, Q8, Q8_0, typeNumber } from "./types";
 import { hOffset, hqOffset, nonzeroNeurons, pairCountsOffset, pairsOffset } from "./expert";
+import { activationRow } from "./quantized";
 
 @inline export function downBlockBytes(type: i32, hidden: i32): usize {
   return <usize>hidden * (type == Q4_0 ? 18 : 34);
@@ -137,28 +138,64 @@ export function packDownQuant(type: i32, src: usize, dst: usize, hidden: i32, ff
   }
 }
 
+/** Neurons per partial sum of the down product (DOWN_CHUNK in src/kernels/api.ts): 4 q8 blocks. */
+export const CHUNK_NEURONS: i32 = 128;
+export const CHUNK_BLOCKS: i32 = CHUNK_NEURONS >> 5;
+
 /**
- * Phase two of the expert: y[j] rows [r0, r1) (multiples of 32) for tokens j < n, from the token
- * scratch regions phase one filled. `list` is this thread's room for ffn i32.
+ * The down product for tokens j < n of one expert, rows [r0, r1) (multiples of 32), neurons of q8
+ * blocks [b0, b1) (whole chunks), from the token scratch regions phase one filled; y[j] row goes to
+ * y + yRow(j)·yStride (yRows: an i32 list, or 0 for consecutive rows). `list` is this thread's room
+ * for ffn i32. Each chunk's sum starts from zero; chunk sums are added in order.
  */
 export function expertDown(type: i32, quantUpstream: bool, down: usize, hidden: i32, ffn: i32, n: i32, scratch: usize,
-  tokenStride: usize, y: usize, yStride: usize, list: usize, r0: i32, r1: i32): void {
+  tokenStride: usize, y: usize, yRows: usize, yStride: usize, list: usize, r0: i32, r1: i32, b0: i32, b1: i32): void {
   if (quantUpstream) {
-    if (type == Q4_0) downQuant<Q4>(down, hidden, ffn, n, scratch, tokenStride, y, yStride, r0, r1);
-    else downQuant<Q8>(down, hidden, ffn, n, scratch, tokenStride, y, yStride, r0, r1);
+    // One token: nothing is reused, the reads are cold and scattered; issue them first, together.
+    if (n == 1) v128.store(list, touchDownQuant(type, down, hidden, ffn, scratch, r0, r1, b0, b1));
+    if (type == Q4_0) downQuant<Q4>(down, hidden, ffn, n, scratch, tokenStride, y, yRows, yStride, r0, r1, b0, b1);
+    else downQuant<Q8>(down, hidden, ffn, n, scratch, tokenStride, y, yRows, yStride, r0, r1, b0, b1);
     return;
   }
   const rowBytes: usize = type == Q4_0 || type == Q8_0 ? <usize>(hidden >> 5) * (type == Q4_0 ? 18 : 34) : <usize>hidden * elementBytes(type);
   for (let j = 0; j < n; j++) {
     const h = scratch + <usize>j * tokenStride + hOffset(ffn);
-    const count = nonzeroNeurons(h, ffn, list);
-    const out = y + <usize>j * yStride;
+    const count = nonzeroNeurons(h, b0 << 5, min<i32>(ffn, b1 << 5), list);
+    const out = activationRow(y, yStride, yRows, j);
     if (type == Q4_0) downRows<Q4>(down, rowBytes, h, list, count, out, r0, r1);
     else if (type == Q8_0) downRows<Q8>(down, rowBytes, h, list, count, out, r0, r1);
     else if (type == F32) downRows<F32x>(down, rowBytes, h, list, count, out, r0, r1);
     else if (type == F16) downRows<F16x>(down, rowBytes, h, list, count, out, r0, r1);
     else downRows<BF16x>(down, rowBytes, h, list, count, out, r0, r1);
   }
+}
+
+/**
+ * Reads one vector of every cache line the down product of one token (its scratch at `token`) will
+ * read for rows [r0, r1) and blocks [b0, b1): the blocks' scales and the listed neurons' columns, in
+ * address order (see touchGatheredRows in quantized.ts). Returns the loads combined.
+ */
+function touchDownQuant(type: i32, down: usize, hidden: i32, ffn: i32, token: usize, r0: i32, r1: i32, b0: i32, b1: i32): v128 {
+  const blockBytes = downBlockBytes(type, hidden);
+  const columnBytes: usize = type == Q4_0 ? <usize>(hidden >> 1) : <usize>hidden;
+  const first: usize = type == Q4_0 ? <usize>(r0 >> 1) : <usize>r0;
+  const last: usize = type == Q4_0 ? <usize>(r1 >> 1) : <usize>r1;
+  let acc = i32x4.splat(0);
+  for (let b = b0; b < b1; b++) {
+    const count = load<i32>(token + pairCountsOffset(ffn) + (<usize>b << 2));
+    if (count == 0) continue;
+    const block = down + <usize>b * blockBytes;
+    for (let o = <usize>r0 << 1; o < <usize>r1 << 1; o += 64) acc = v128.or(acc, v128.load(block + o));
+    const columns = block + (<usize>hidden << 1);
+    const pairs = token + pairsOffset(ffn) + (<usize>b << 6);
+    for (let p = 0; p < count; p++) {
+      const entry = load<i32>(pairs + (<usize>p << 2));
+      const ci = columns + <usize>(entry & 0xff) * columnBytes;
+      const cj = columns + <usize>((entry >> 8) & 0xff) * columnBytes;
+      for (let o = first; o < last; o += 64) acc = v128.or(acc, v128.or(v128.load(ci + o), v128.load(cj + o)));
+    }
+  }
+  return acc;
 }
 
 /** acc + f32(isum) · (f32(d) · dh), d four halves (sign-extended in i32 lanes). */
@@ -171,9 +208,8 @@ export function expertDown(type: i32, quantUpstream: bool, down: usize, hidden: 
  * Per 32-row tile and token, each block's Σ q·qh is accumulated over the pairs, then scaled and added.
  */
 function downQuant<T>(down: usize, hidden: i32, ffn: i32, n: i32, scratch: usize, tokenStride: usize,
-  y: usize, yStride: usize, r0: i32, r1: i32): void {
+  y: usize, yRows: usize, yStride: usize, r0: i32, r1: i32, b0: i32, b1: i32): void {
   const type = typeNumber<T>();
-  const nbF = ffn >> 5;
   const blockBytes = downBlockBytes(type, hidden);
   const columnBytes: usize = type == Q4_0 ? <usize>(hidden >> 1) : <usize>hidden;
   const signEm = constant(F16_SIGN_EM);
@@ -186,12 +222,20 @@ function downQuant<T>(down: usize, hidden: i32, ffn: i32, n: i32, scratch: usize
     for (let j = 0; j < n; j++) {
       const token = scratch + <usize>j * tokenStride;
       const hq = token + hqOffset(ffn);
-      let hScale = q8Scales(hq, ffn);
-      let hBias = q8Bias(hq, ffn);
-      let counts = token + pairCountsOffset(ffn);
-      let pairs = token + pairsOffset(ffn);
-      let columns = down + tile;
-      let scales = down + (<usize>r << 1);
+      let hScale = q8Scales(hq, ffn) + (<usize>b0 << 2);
+      let hBias = q8Bias(hq, ffn) + (<usize>b0 << 2);
+      let counts = token + pairCountsOffset(ffn) + (<usize>b0 << 2);
+      let pairs = token + pairsOffset(ffn) + (<usize>b0 << 6);
+      let columns = down + tile + <usize>b0 * blockBytes;
+      let scales = down + (<usize>r << 1) + <usize>b0 * blockBytes;
+      let t0 = f32x4.splat(0);
+      let t1 = f32x4.splat(0);
+      let t2 = f32x4.splat(0);
+      let t3 = f32x4.splat(0);
+      let t4 = f32x4.splat(0);
+      let t5 = f32x4.splat(0);
+      let t6 = f32x4.splat(0);
+      let t7 = f32x4.splat(0);
       let a0 = f32x4.splat(0);
       let a1 = f32x4.splat(0);
       let a2 = f32x4.splat(0);
@@ -200,7 +244,7 @@ function downQuant<T>(down: usize, hidden: i32, ffn: i32, n: i32, scratch: usize
       let a5 = f32x4.splat(0);
       let a6 = f32x4.splat(0);
       let a7 = f32x4.splat(0);
-      for (let b = 0; b < nbF; b++) {
+      for (let b = b0; b < b1; b++) {
         const count = load<i32>(counts);
         if (count != 0) {
           let s0: v128, s1: v128, s2: v128, s3: v128, s4: v128, s5: v128, s6: v128, s7: v128;
@@ -299,23 +343,43 @@ function downQuant<T>(down: usize, hidden: i32, ffn: i32, n: i32, scratch: usize
         hBias += 4;
         columns += blockBytes;
         scales += blockBytes;
+        if ((b + 1) % CHUNK_BLOCKS == 0 || b + 1 == b1) {
+          // A chunk ends: its sum joins the total, the next starts from zero.
+          t0 = f32x4.add(t0, a0);
+          t1 = f32x4.add(t1, a1);
+          t2 = f32x4.add(t2, a2);
+          t3 = f32x4.add(t3, a3);
+          t4 = f32x4.add(t4, a4);
+          t5 = f32x4.add(t5, a5);
+          t6 = f32x4.add(t6, a6);
+          t7 = f32x4.add(t7, a7);
+          a0 = f32x4.splat(0);
+          a1 = f32x4.splat(0);
+          a2 = f32x4.splat(0);
+          a3 = f32x4.splat(0);
+          a4 = f32x4.splat(0);
+          a5 = f32x4.splat(0);
+          a6 = f32x4.splat(0);
+          a7 = f32x4.splat(0);
+        }
       }
-      const out = y + <usize>j * yStride + (<usize>r << 2);
-      v128.store(out, a0);
-      v128.store(out, a1, 16);
-      v128.store(out, a2, 32);
-      v128.store(out, a3, 48);
-      v128.store(out, a4, 64);
-      v128.store(out, a5, 80);
-      v128.store(out, a6, 96);
-      v128.store(out, a7, 112);
+      const out = activationRow(y, yStride, yRows, j) + (<usize>r << 2);
+      v128.store(out, t0);
+      v128.store(out, t1, 16);
+      v128.store(out, t2, 32);
+      v128.store(out, t3, 48);
+      v128.store(out, t4, 64);
+      v128.store(out, t5, 80);
+      v128.store(out, t6, 96);
+      v128.store(out, t7, 112);
     }
   }
 }
 
 /**
  * out[r] for rows [r0, r1) (multiples of 32) of one token: Σ over the listed neurons, in order, of
- * h_i · column_i[r], with `rows` laid out one neuron per row of `rowBytes` (any compute type).
+ * h_i · column_i[r], with `rows` laid out one neuron per row of `rowBytes` (any compute type); each
+ * chunk of CHUNK_NEURONS neurons is summed from zero and added to the total.
  */
 function downRows<T>(w: usize, rowBytes: usize, h: usize, list: usize, count: i32, out: usize, r0: i32, r1: i32): void {
   const type = typeNumber<T>();
@@ -325,6 +389,14 @@ function downRows<T>(w: usize, rowBytes: usize, h: usize, list: usize, count: i3
   const f32Inf = constant(F32_INF);
   const mask = constant(NIBBLE_MASK);
   for (let r = r0; r < r1; r += 32) {
+    let t0 = f32x4.splat(0);
+    let t1 = f32x4.splat(0);
+    let t2 = f32x4.splat(0);
+    let t3 = f32x4.splat(0);
+    let t4 = f32x4.splat(0);
+    let t5 = f32x4.splat(0);
+    let t6 = f32x4.splat(0);
+    let t7 = f32x4.splat(0);
     let a0 = f32x4.splat(0);
     let a1 = f32x4.splat(0);
     let a2 = f32x4.splat(0);
@@ -333,8 +405,28 @@ function downRows<T>(w: usize, rowBytes: usize, h: usize, list: usize, count: i3
     let a5 = f32x4.splat(0);
     let a6 = f32x4.splat(0);
     let a7 = f32x4.splat(0);
+    let chunk = count > 0 ? load<i32>(list) / CHUNK_NEURONS : 0;
     for (let k = 0; k < count; k++) {
       const i = load<i32>(list + (<usize>k << 2));
+      if (i / CHUNK_NEURONS != chunk) {
+        chunk = i / CHUNK_NEURONS;
+        t0 = f32x4.add(t0, a0);
+        t1 = f32x4.add(t1, a1);
+        t2 = f32x4.add(t2, a2);
+        t3 = f32x4.add(t3, a3);
+        t4 = f32x4.add(t4, a4);
+        t5 = f32x4.add(t5, a5);
+        t6 = f32x4.add(t6, a6);
+        t7 = f32x4.add(t7, a7);
+        a0 = f32x4.splat(0);
+        a1 = f32x4.splat(0);
+        a2 = f32x4.splat(0);
+        a3 = f32x4.splat(0);
+        a4 = f32x4.splat(0);
+        a5 = f32x4.splat(0);
+        a6 = f32x4.splat(0);
+        a7 = f32x4.splat(0);
+      }
       const hv = v128.load32_splat(h + (<usize>i << 2));
       const row = w + <usize>i * rowBytes;
       let v0: v128, v1: v128, v2: v128, v3: v128, v4: v128, v5: v128, v6: v128, v7: v128;
@@ -387,14 +479,14 @@ function downRows<T>(w: usize, rowBytes: usize, h: usize, list: usize, count: i3
       a7 = f32x4.add(a7, f32x4.mul(hv, v7));
     }
     const o = out + (<usize>r << 2);
-    v128.store(o, a0);
-    v128.store(o, a1, 16);
-    v128.store(o, a2, 32);
-    v128.store(o, a3, 48);
-    v128.store(o, a4, 64);
-    v128.store(o, a5, 80);
-    v128.store(o, a6, 96);
-    v128.store(o, a7, 112);
+    v128.store(o, f32x4.add(t0, a0));
+    v128.store(o, f32x4.add(t1, a1), 16);
+    v128.store(o, f32x4.add(t2, a2), 32);
+    v128.store(o, f32x4.add(t3, a3), 48);
+    v128.store(o, f32x4.add(t4, a4), 64);
+    v128.store(o, f32x4.add(t5, a5), 80);
+    v128.store(o, f32x4.add(t6, a6), 96);
+    v128.store(o, f32x4.add(t7, a7), 112);
   }
 }
 

@@ -7,8 +7,9 @@
 
 import { q8RowBytes, quantizeBlocks, roundToBf16, roundToF16 } from "./activations";
 import { floatGatheredRows, floatMatmul } from "./floats";
-import { activationRow, quantGatheredRows, quantMatmul } from "./quantized";
+import { activationRow, quantGatheredRows, quantMatmul, touchGatheredRows } from "./quantized";
 import { Q4_0, Q8_0 } from "./types";
+import { CHUNK_BLOCKS, CHUNK_NEURONS, expertDown } from "./down";
 
 /**
  * How h is prepared for the down projection (numbered as DownKind in src/kernels/wasm/kernels.ts);
@@ -49,7 +50,7 @@ function matmul(type: i32, w: usize, cols: i32, rows: i32, x: usize, xStride: us
 
 /** Phase one for neurons [n0, n1); returns how many (token, neuron) pairs had g > 0. */
 export function expertGateUp(type: i32, gate: usize, up: usize, hidden: i32, ffn: i32, x: usize, xStride: usize, xRows: usize,
-  n: i32, scratch: usize, tokenStride: usize, downKind: i32, n0: i32, n1: i32, sparse: bool): i32 {
+  n: i32, scratch: usize, tokenStride: usize, downKind: i32, n0: i32, n1: i32, sparse: bool, touchSink: usize): i32 {
   matmul(type, gate, hidden, ffn, x, xStride, xRows, n, scratch, tokenStride, n0, n1);
   if (!sparse) matmul(type, up, hidden, ffn, x, xStride, xRows, n, scratch + hOffset(ffn), tokenStride, n0, n1);
   let active = 0;
@@ -68,7 +69,10 @@ export function expertGateUp(type: i32, gate: usize, up: usize, hidden: i32, ffn
     if (sparse) {
       memory.fill(h + (<usize>n0 << 2), 0, <usize>(n1 - n0) << 2);
       const xj = activationRow(x, xStride, xRows, j);
-      if (isQuant(type)) quantGatheredRows(type, up, hidden, list, count, xj, h);
+      if (isQuant(type)) {
+        if (j == 0) v128.store(touchSink, v128.or(v128.load(touchSink), touchGatheredRows(type, up, hidden, list, count)));
+        quantGatheredRows(type, up, hidden, list, count, xj, h);
+      }
       else floatGatheredRows(type, up, hidden, list, count, xj, h);
       for (let k = 0; k < count; k++) {
         const i = <usize>load<i32>(list + (<usize>k << 2));
@@ -116,14 +120,86 @@ function prepareForDown(token: usize, ffn: i32, downKind: i32, n0: i32, n1: i32,
   }
 }
 
-/** The nonzero entries of h (neuron order) as an i32 list; returns the count. */
-export function nonzeroNeurons(h: usize, ffn: i32, list: usize): i32 {
+/** The nonzero entries of h among neurons [n0, n1) (in order) as an i32 list; returns the count. */
+export function nonzeroNeurons(h: usize, n0: i32, n1: i32, list: usize): i32 {
   let count = 0;
-  for (let i = 0; i < ffn; i++) {
+  for (let i = n0; i < n1; i++) {
     if (load<f32>(h + (<usize>i << 2)) != 0) {
       store<i32>(list + (<usize>count << 2), i);
       count++;
     }
   }
   return count;
+}
+
+// A layer's experts run as tasks described by a table of TASK_BYTES per task (i32 fields):
+//   gate, up, down (packed matrices), count (tokens), rows (i32 list: the tokens' rows of x),
+//   outRows (i32 list: where each token's result goes), base (index of the task's first token among
+//   all tasks' tokens: its scratch region and partial sums), unused.
+// Scratch: token regions (expertTokenBytes each) for all tokens, then, for few tokens, the chunk
+// partial sums [token][chunk][hidden] f32.
+
+const TASK_BYTES: usize = 32;
+
+@inline function field(table: usize, task: i32, index: i32): i32 {
+  return load<i32>(table + (<usize>task * TASK_BYTES) + (<usize>index << 2));
+}
+
+export function chunkCount(ffn: i32): i32 {
+  return (ffn + CHUNK_NEURONS - 1) / CHUNK_NEURONS;
+}
+
+/**
+ * One unit of phase one: neurons of chunks [c0, c1) of task `task` for all its tokens (the gate rows
+ * as one stream, then the up rows of all the active neurons); when `partials` is nonzero, also each
+ * chunk's down partial sums of every output row. Returns pairs with g > 0.
+ */
+export function expertChunks(table: usize, task: i32, c0: i32, c1: i32, type: i32, downType: i32, quantUpstream: bool, downKind: i32,
+  hidden: i32, ffn: i32, x: usize, xStride: usize, scratch: usize, tokenStride: usize, partials: usize, list: usize, sparse: bool): i32 {
+  const n = field(table, task, 3);
+  const base = field(table, task, 6);
+  const n0 = c0 * CHUNK_NEURONS;
+  const n1 = min<i32>(ffn, c1 * CHUNK_NEURONS);
+  const tokens = scratch + <usize>base * tokenStride;
+  const active = expertGateUp(type, <usize>field(table, task, 0), <usize>field(table, task, 1), hidden, ffn, x, xStride,
+    <usize>field(table, task, 4), n, tokens, tokenStride, downKind, n0, n1, sparse, list + (<usize>ffn << 2));
+  if (partials) {
+    const chunks = chunkCount(ffn);
+    const rowBytes = <usize>hidden << 2;
+    for (let c = c0; c < c1; c++) {
+      expertDown(downType, quantUpstream, <usize>field(table, task, 2), hidden, ffn, n, tokens, tokenStride,
+        partials + (<usize>(base * chunks + c)) * rowBytes, 0, <usize>chunks * rowBytes, list, 0, hidden,
+        c * CHUNK_BLOCKS, min<i32>(ffn, (c + 1) * CHUNK_NEURONS) >> 5);
+    }
+  }
+  return active;
+}
+
+/** Phase two of task `task` with many tokens: output rows [r0, r1) (multiples of 32) of all its tokens. */
+export function expertRows(table: usize, task: i32, downType: i32, quantUpstream: bool, hidden: i32, ffn: i32, scratch: usize,
+  tokenStride: usize, out: usize, list: usize, r0: i32, r1: i32): void {
+  const base = field(table, task, 6);
+  expertDown(downType, quantUpstream, <usize>field(table, task, 2), hidden, ffn, field(table, task, 3), scratch + <usize>base * tokenStride,
+    tokenStride, out, <usize>field(table, task, 5), <usize>hidden << 2, list, r0, r1, 0, ffn >> 5);
+}
+
+/** After phase one with partials: each token's result = its chunk sums added in order. */
+export function expertReduce(table: usize, tasks: i32, hidden: i32, ffn: i32, partials: usize, out: usize): void {
+  const chunks = chunkCount(ffn);
+  const rowBytes = <usize>hidden << 2;
+  for (let t = 0; t < tasks; t++) {
+    const n = field(table, t, 3);
+    const base = field(table, t, 6);
+    const outRows = <usize>field(table, t, 5);
+    for (let j = 0; j < n; j++) {
+      const first = partials + <usize>((base + j) * chunks) * rowBytes;
+      const o = out + <usize>load<i32>(outRows + (<usize>j << 2)) * rowBytes;
+      for (let i = 0; i < hidden; i += 4) {
+        const off = <usize>i << 2;
+        let sum = v128.load(first + off);
+        for (let c = 1; c < chunks; c++) sum = f32x4.add(sum, v128.load(first + <usize>c * rowBytes + off));
+        v128.store(o + off, sum);
+      }
+    }
+  }
 }

@@ -8,10 +8,9 @@ import { packQuantMatrix } from "./quantized";
 import { Q4_0, Q8_0 } from "./types";
 
 export { initConstants } from "./simd";
-export { quantMatmul, quantGatheredRows } from "./quantized";
+export { matmulPiece, quantMatmul, quantGatheredRows } from "./quantized";
 export { floatMatmul, floatGatheredRows } from "./floats";
-export { expertGateUp, expertTokenBytes } from "./expert";
-export { expertDown } from "./down";
+export { chunkCount, expertChunks, expertReduce, expertRows, expertTokenBytes } from "./expert";
 export { attendChunks, attendUnit, foldStored } from "./attention";
 export { add, dequantizeRows, moeCombine, rmsNorm, rope, storeKv } from "./elementwise";
 

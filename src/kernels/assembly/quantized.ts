@@ -14,6 +14,7 @@
 import { q8Bias, q8I16, q8Scales } from "./activations";
 import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
 import { Q4, Q4_0, Q8, Q8_0, typeNumber } from "./types";
+import { floatMatmul } from "./floats";
 
 
 @inline function rowBlockBytes(type: i32): usize {
@@ -233,6 +234,7 @@ export function quantMatmul(type: i32, w: usize, cols: i32, rows: i32, x: usize,
   else quantMatmulOf<Q8>(w, cols, rows, x, xStride, xIndex, n, y, yStride, g0, g1);
 }
 
+
 function quantMatmulOf<T>(w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
   y: usize, yStride: usize, g0: i32, g1: i32): void {
   const type = typeNumber<T>();
@@ -323,4 +325,62 @@ export function packQuantMatrix(type: i32, src: usize, dst: usize, rows: i32, co
       if (r == 32) v128.store(to, v128.load(block, 18), 16);
     }
   }
+}
+
+/**
+ * Reads one vector of every cache line of the listed rows (and their groups' scales), in address
+ * order, without using the values: their misses then overlap, where a product visiting four rows
+ * at once would meet them nearly one by one (cold sparse rows are otherwise latency-bound).
+ * Returns the loads combined, so that they are kept.
+ */
+export function touchGatheredRows(type: i32, w: usize, cols: i32, list: usize, count: i32): v128 {
+  const nb = cols >> 5;
+  const group = groupBytes(type, nb);
+  const valuesOffset = <usize>nb << 3;
+  const values = valueRegionBytes(type, nb);
+  let acc = i32x4.splat(0);
+  let lastGroup = -1;
+  for (let k = 0; k < count; k++) {
+    const i = load<i32>(list + (<usize>k << 2));
+    const g = w + <usize>(i >> 2) * group;
+    if (i >> 2 != lastGroup) {
+      lastGroup = i >> 2;
+      for (let o: usize = 0; o < valuesOffset; o += 64) acc = v128.or(acc, v128.load(g + o));
+    }
+    const row = g + valuesOffset + (<usize>(i & 3) << 6);
+    for (let o: usize = 0; o < values; o += 256) acc = v128.or(acc, v128.load(row + o));
+  }
+  return acc;
+}
+
+
+/**
+ * One piece of a multi-product job: the products are listed at `table` (i32 fields each: quant,
+ * type, w, cols, rows, x, xStride, y, yStride, pieces, first piece, unused), each cut into its
+ * number of pieces of whole row quads (see `share` in src/kernels/wasm/jobs.ts).
+ */
+export function matmulPiece(table: usize, count: i32, n: i32, piece: i32): void {
+  let p = 0;
+  while (p + 1 < count && load<i32>(table + <usize>(p + 1) * 48, 40) <= piece) p++;
+  const f = table + <usize>p * 48;
+  const quant = load<i32>(f);
+  const type = load<i32>(f, 4);
+  const w = <usize>load<u32>(f, 8);
+  const cols = load<i32>(f, 12);
+  const rows = load<i32>(f, 16);
+  const x = <usize>load<u32>(f, 20);
+  const xStride = <usize>load<u32>(f, 24);
+  const y = <usize>load<u32>(f, 28);
+  const yStride = <usize>load<u32>(f, 32);
+  const pieces = load<i32>(f, 36);
+  const unit = piece - load<i32>(f, 40);
+  // share(total, pieces, unit): runs of whole quads (or of 4 rows), the first `extra` one longer.
+  const total = quant ? (rows + 3) >> 2 : (rows + 3) >> 2;
+  const base = total / pieces;
+  const extra = total % pieces;
+  const start = unit * base + min<i32>(unit, extra);
+  const end = start + base + (unit < extra ? 1 : 0);
+  if (start >= end) return;
+  if (quant) quantMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, start, end);
+  else floatMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, start << 2, min<i32>(rows, end << 2));
 }

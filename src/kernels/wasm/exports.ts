@@ -10,13 +10,16 @@ export interface KernelExports {
   packDown(type: number, upstream: number, src: number, dst: number, rows: number, cols: number, scratch: number): void;
   quantMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, g0: number, g1: number): void;
+  matmulPiece(table: number, count: number, n: number, piece: number): void;
   floatMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, r0: number, r1: number): void;
   expertTokenBytes(ffn: number): number;
-  expertGateUp(type: number, gate: number, up: number, hidden: number, ffn: number, x: number, xStride: number, xRows: number,
-    n: number, scratch: number, tokenStride: number, downKind: number, n0: number, n1: number, sparse: number): number;
-  expertDown(type: number, quantUpstream: number, down: number, hidden: number, ffn: number, n: number, scratch: number,
-    tokenStride: number, y: number, yStride: number, list: number, r0: number, r1: number): void;
+  chunkCount(ffn: number): number;
+  expertChunks(table: number, task: number, c0: number, c1: number, type: number, downType: number, quantUpstream: number, downKind: number,
+    hidden: number, ffn: number, x: number, xStride: number, scratch: number, tokenStride: number, partials: number, list: number, sparse: number): number;
+  expertRows(table: number, task: number, downType: number, quantUpstream: number, hidden: number, ffn: number, scratch: number,
+    tokenStride: number, out: number, list: number, r0: number, r1: number): void;
+  expertReduce(table: number, tasks: number, hidden: number, ffn: number, partials: number, out: number): void;
   attendChunks(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
     scale: number, position: number, window: number, chunkSize: number, c0: number, c1: number, scratch: number, partials: number): void;
   attendUnit(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,

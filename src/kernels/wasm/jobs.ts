@@ -1,5 +1,6 @@
+import { DOWN_CHUNK } from "../api.js";
 import { KernelExports } from "./exports.js";
-import { ATTENTION_CHUNK, partialBytes, threadScratch } from "./layout.js";
+import { ATTENTION_CHUNK, PRODUCT_TABLE, partialBytes, threadScratch } from "./layout.js";
 
 /**
  * Jobs the main thread hands to the pool. A job is cut into `units` pieces, contiguous ranges fixed
@@ -9,8 +10,8 @@ import { ATTENTION_CHUNK, partialBytes, threadScratch } from "./layout.js";
 export const Op = {
   Prepare: 1,
   Matmul: 2,
-  ExpertGateUp: 3,
-  ExpertDown: 4,
+  ExpertChunks: 3,
+  ExpertRows: 4,
   RmsNorm: 5,
   Rope: 6,
   StoreKv: 7,
@@ -20,6 +21,7 @@ export const Op = {
   Add: 11,
   MoeCombine: 12,
   Dequantize: 13,
+  Matmuls: 14,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -52,6 +54,11 @@ export function runUnit(context: JobContext, op: OpCode, a: JobArgs, unit: numbe
       if (r0 < r1) k.prepareRows(format, src, cols, dst, r0, r1);
       return 0;
     }
+    case Op.Matmuls: {
+      // One unit = one piece of the products listed in the arena's product table.
+      k.matmulPiece(PRODUCT_TABLE, a[1]!, a[2]!, unit);
+      return 0;
+    }
     case Op.Matmul: {
       const [quant, type, w, cols, rows, x, xStride, n, y, yStride] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!];
       if (quant) {
@@ -63,17 +70,31 @@ export function runUnit(context: JobContext, op: OpCode, a: JobArgs, unit: numbe
       }
       return 0;
     }
-    case Op.ExpertGateUp: {
-      const [type, gate, up, hidden, ffn, x, xStride, xRows, n, scratch, tokenStride, downKind, sparse] =
-        [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!];
-      const [n0, n1] = share(ffn, units, unit, 32);
-      return n0 < n1 ? k.expertGateUp(type, gate, up, hidden, ffn, x, xStride, xRows, n, scratch, tokenStride, downKind, n0, n1, sparse) : 0;
+    case Op.ExpertChunks: {
+      // One unit = (task, run of chunks of neurons): each task's chunks are cut into `splits` runs.
+      const [table, tasks, type, downType, quantUpstream, downKind, hidden, ffn, x, xStride, scratch, tokenStride, partials, sparse, splits] =
+        [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!, a[14]!, a[15]!];
+      const chunks = Math.ceil(ffn / DOWN_CHUNK);
+      const [u0, u1] = share(tasks * splits, units, unit);
+      let active = 0;
+      for (let u = u0; u < u1; u++) {
+        const [c0, c1] = share(chunks, splits, u % splits);
+        if (c0 < c1) {
+          active += k.expertChunks(table, Math.floor(u / splits), c0, c1, type, downType, quantUpstream, downKind, hidden, ffn, x, xStride,
+            scratch, tokenStride, partials, threadScratch(participant), sparse);
+        }
+      }
+      return active;
     }
-    case Op.ExpertDown: {
-      const [type, quantUpstream, down, hidden, ffn, n, scratch, tokenStride, y, yStride] =
+    case Op.ExpertRows: {
+      // One unit = (task, range of output rows).
+      const [table, tasks, downType, quantUpstream, hidden, ffn, scratch, tokenStride, out, ranges] =
         [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!];
-      const [r0, r1] = share(hidden, units, unit, 32);
-      if (r0 < r1) k.expertDown(type, quantUpstream, down, hidden, ffn, n, scratch, tokenStride, y, yStride, threadScratch(participant), r0, r1);
+      const [u0, u1] = share(tasks * ranges, units, unit);
+      for (let u = u0; u < u1; u++) {
+        const [r0, r1] = share(hidden, ranges, u % ranges, 32);
+        if (r0 < r1) k.expertRows(table, Math.floor(u / ranges), downType, quantUpstream, hidden, ffn, scratch, tokenStride, out, threadScratch(participant), r0, r1);
+      }
       return 0;
     }
     case Op.RmsNorm: {

@@ -3,8 +3,10 @@ import { GgmlType, ggmlTypeName } from "../../gguf/types.js";
 import {
   ActivationFormat,
   AttentionParams,
+  DOWN_CHUNK,
   DownLayout,
-  ExpertRef,
+  ExpertTask,
+  MatrixProduct,
   Kernels,
   KvLayerRef,
   MatrixRef,
@@ -17,7 +19,10 @@ import type { PackerDescriptor } from "../packer.js";
 import { Op } from "./jobs.js";
 import {
   ATTENTION_CHUNK,
+  MAX_PRODUCTS,
   PARTIALS_BYTES,
+  PRODUCT_FIELDS,
+  PRODUCT_TABLE,
   THREAD_SCRATCH_BYTES,
   attentionChunkScratch,
   checkType,
@@ -41,6 +46,14 @@ export interface WasmKernelOptions {
    */
   unitWork?: number;
 }
+
+/** Weight bytes per piece of a multi-product job. */
+const PIECE_BYTES = 64 << 10;
+
+/** Bytes per task in an expert call's task table (see src/kernels/assembly/expert.ts). */
+const TASK_BYTES = 32;
+/** Expert calls of at most this many (task, token) pairs compute chunk partial sums in one job. */
+const LIGHT_TOKENS = 8;
 
 /** Expert down preparation, numbered as in src/kernels/assembly/expert.ts. */
 const DownKind = { Quant: 0, AsIs: 1, F16: 2, BF16: 3 } as const;
@@ -95,6 +108,12 @@ export class WasmKernels implements Kernels {
     return arena;
   }
 
+  /** As `units`, but up to every piece: for jobs whose pieces vary in cost (claims are cheap). */
+  private fineUnits(work: number, pieces: number): number {
+    if (this.threads === 1 || work < this.unitWork) return 1;
+    return Math.max(1, Math.min(pieces, this.unitWork < UNIT_WORK ? MOST_UNITS : 8 * this.threads, Math.ceil(work / this.unitWork)));
+  }
+
   /** Units to cut a job of `work` into, at most `pieces` (its natural granularity). */
   private units(work: number, pieces: number): number {
     if (this.threads === 1 || work < this.unitWork) return 1;
@@ -136,32 +155,106 @@ export class WasmKernels implements Kernels {
     this.pool.run(Op.Matmul, [this.own(w.arena), quant ? 1 : 0, w.type, w.ptr, w.cols, w.rows, x, xStride, n, y, 4 * w.rows], units);
   }
 
-  expertScratchBytes(_hidden: number, ffn: number, n: number): number {
-    return n * this.formulas.expertTokenBytes(ffn);
+  matmuls(products: readonly MatrixProduct[], n: number): void {
+    if (products.length === 0) return;
+    const arenaRef = products[0]!.w.arena;
+    if (products.length > MAX_PRODUCTS) throw new Error(`wasm kernels: ${products.length} products in one call (at most ${MAX_PRODUCTS})`);
+    const i32 = arenaRef.heapI32;
+    let first = 0;
+    let work = 0;
+    products.forEach(({ w, x, y }, i) => {
+      if (w.arena !== arenaRef) throw new Error("wasm kernels: a call's products must share one arena");
+      checkType(w.type, w.cols);
+      const quant = isQuant(w.type);
+      const bytes = this.packedBytes("matrix", w.type, w.rows, w.cols);
+      // Pieces of about 64 KiB of weights (a quad of rows at least).
+      const pieces = Math.max(1, Math.min(Math.ceil(w.rows / 4), Math.round(bytes / PIECE_BYTES)));
+      // (quads of rows for every type: see matmulPiece)
+      const o = (PRODUCT_TABLE >> 2) + i * PRODUCT_FIELDS;
+      i32.set([quant ? 1 : 0, w.type, w.ptr, w.cols, w.rows, x, this.activationBytes(activationFormatFor(w.type), w.cols), y, 4 * w.rows, pieces, first, 0], o);
+      first += pieces;
+      work += (quant ? 1 : 4) * w.rows * w.cols * n;
+    });
+    // Every piece is a unit (one thread runs them all in turn); tiny jobs stay on this thread.
+    if (work < this.unitWork && this.threads > 1) {
+      const k = this.main.instance(this.own(arenaRef));
+      for (const { w, x, y } of products) this.matmulOn(k, w, x, n, y);
+      return;
+    }
+    this.pool.run(Op.Matmuls, [this.own(arenaRef), products.length, n], first);
   }
 
-  expertForward(expert: ExpertRef, x: Ptr, xRowsPtr: Ptr, n: number, y: Ptr, scratch: Ptr, sparse: boolean): number {
-    const { gate, up, down } = expert;
+  private matmulOn(k: KernelExports, w: MatrixRef, x: Ptr, n: number, y: Ptr): void {
+    const xStride = this.activationBytes(activationFormatFor(w.type), w.cols);
+    if (isQuant(w.type)) k.quantMatmul(w.type, w.ptr, w.cols, w.rows, x, xStride, 0, n, y, 4 * w.rows, 0, Math.ceil(w.rows / 4));
+    else k.floatMatmul(w.type, w.ptr, w.cols, w.rows, x, xStride, 0, n, y, 4 * w.rows, 0, w.rows);
+  }
+
+  expertScratchBytes(hidden: number, ffn: number, tokens: number): number {
+    const light = Math.min(tokens, LIGHT_TOKENS);
+    return TASK_BYTES * tokens + tokens * this.formulas.expertTokenBytes(ffn) + light * Math.ceil(ffn / DOWN_CHUNK) * 4 * hidden + 64;
+  }
+
+  expertsForward(tasks: readonly ExpertTask[], x: Ptr, out: Ptr, scratch: Ptr, sparse: boolean): number {
+    if (tasks.length === 0) return 0;
+    const first = tasks[0]!.expert;
+    const { gate, down } = first;
     const ffn = gate.rows;
     const hidden = gate.cols;
-    if (up.type !== gate.type || up.rows !== ffn || up.cols !== hidden || down.hidden !== hidden || down.ffn !== ffn) {
-      throw new Error(`wasm kernels: expert shapes gate ${gate.rows}×${gate.cols} ${ggmlTypeName(gate.type)}, up ${up.rows}×${up.cols} ${ggmlTypeName(up.type)}, down ${down.hidden}×${down.ffn} do not match`);
+    for (const { expert } of tasks) {
+      const { gate: g, up, down: d } = expert;
+      if (g.arena !== gate.arena || up.arena !== gate.arena || d.arena !== gate.arena) throw new Error("wasm kernels: a call's experts must share one arena");
+      if (g.type !== gate.type || up.type !== gate.type || g.rows !== ffn || up.rows !== ffn || g.cols !== hidden || up.cols !== hidden ||
+        d.hidden !== hidden || d.ffn !== ffn || d.type !== down.type || d.layout !== down.layout) {
+        throw new Error(`wasm kernels: expert shapes gate ${g.rows}×${g.cols} ${ggmlTypeName(g.type)}, up ${up.rows}×${up.cols} ${ggmlTypeName(up.type)}, down ${d.hidden}×${d.ffn} ${ggmlTypeName(d.type)} do not match`);
+      }
     }
     if (ffn % 32 !== 0 || hidden % 32 !== 0) throw new Error(`wasm kernels: expert ${hidden}×${ffn} (multiples of 32 needed)`);
     checkType(gate.type, hidden);
     checkType(down.type, down.layout === "upstream" ? ffn : hidden);
-    const arena = this.own(gate.arena);
+    const arenaRef = gate.arena;
+    const arena = this.own(arenaRef);
     const tokenStride = this.formulas.expertTokenBytes(ffn);
     const quantUpstream = down.layout === "upstream" && isQuant(down.type);
     const downKind = quantUpstream ? DownKind.Quant
       : down.layout === "transposed" || down.type === GgmlType.F32 ? DownKind.AsIs
       : down.type === GgmlType.F16 ? DownKind.F16 : DownKind.BF16;
     const xStride = this.activationBytes(activationFormatFor(gate.type), hidden);
-    const active = this.pool.run(Op.ExpertGateUp,
-      [arena, gate.type, gate.ptr, up.ptr, hidden, ffn, x, xStride, xRowsPtr, n, scratch, tokenStride, downKind, sparse ? 1 : 0],
-      this.units(2 * ffn * hidden * n, ffn / 32));
-    this.pool.run(Op.ExpertDown, [arena, down.type, quantUpstream ? 1 : 0, down.ptr, hidden, ffn, n, scratch, tokenStride, y, 4 * hidden],
-      this.units(ffn * hidden * n, hidden / 32));
+    // The task table, then the token regions, then (few tokens) the chunk partial sums.
+    const table = scratch;
+    const i32 = arenaRef.heapI32;
+    let tokens = 0;
+    for (let t = 0; t < tasks.length; t++) {
+      const { expert, rows, outRows, count } = tasks[t]!;
+      const o = (table >> 2) + 8 * t;
+      i32[o] = expert.gate.ptr;
+      i32[o + 1] = expert.up.ptr;
+      i32[o + 2] = expert.down.ptr;
+      i32[o + 3] = count;
+      i32[o + 4] = rows;
+      i32[o + 5] = outRows;
+      i32[o + 6] = tokens;
+      tokens += count;
+    }
+    const regions = table + TASK_BYTES * tokens;
+    const light = tokens <= LIGHT_TOKENS;
+    const partials = light ? regions + tokens * tokenStride : 0;
+    const chunks = Math.ceil(ffn / DOWN_CHUNK);
+    const work = 2 * ffn * hidden * tokens;
+    // Each task's neurons in as few runs as keep the threads busy (a run streams its gate rows, then
+    // reads its active up rows together).
+    const splits = this.threads === 1 ? 1 : Math.min(chunks, Math.max(1, Math.ceil((2 * this.threads) / tasks.length)));
+    const active = this.pool.run(Op.ExpertChunks,
+      [arena, table, tasks.length, gate.type, down.type, quantUpstream ? 1 : 0, downKind, hidden, ffn, x, xStride, regions, tokenStride, partials,
+        sparse ? 1 : 0, splits],
+      this.fineUnits(work, tasks.length * splits));
+    if (light) {
+      this.main.instance(arena).expertReduce(table, tasks.length, hidden, ffn, partials, out);
+    } else {
+      const ranges = Math.max(1, Math.min(hidden / 32, Math.round((4 * this.threads) / tasks.length)));
+      this.pool.run(Op.ExpertRows, [arena, table, tasks.length, down.type, quantUpstream ? 1 : 0, hidden, ffn, regions, tokenStride, out, ranges],
+        this.fineUnits(ffn * hidden * tokens, tasks.length * ranges));
+    }
     return active;
   }
 

@@ -3,7 +3,8 @@ import { DownLayout, WeightKind } from "../api.js";
 
 /**
  * The bottom of every arena belongs to the kernels:
- *   [0, 4 KiB)            vector constants (written by each instance)
+ *   [0, 1 KiB)            vector constants (written by each instance)
+ *   [1 KiB, 4 KiB)        the table of a multi-product job (see Op.Matmuls)
  *   per thread            THREAD_SCRATCH_BYTES of scratch (attention chunks, neuron lists)
  *   PARTIALS_BYTES        chunk summaries of a decode step's attention, spread over threads
  */
@@ -14,6 +15,11 @@ export const PARTIALS_BYTES = 2 << 20;
 export function reservedBytes(threads: number): number {
   return CONSTANTS_BYTES + threads * THREAD_SCRATCH_BYTES + PARTIALS_BYTES;
 }
+
+/** Where a multi-product job's table lives, and how many products it holds at most. */
+export const PRODUCT_TABLE = 1024;
+export const PRODUCT_FIELDS = 12;
+export const MAX_PRODUCTS = Math.floor((CONSTANTS_BYTES - PRODUCT_TABLE) / (4 * PRODUCT_FIELDS));
 
 export function threadScratch(index: number): number {
   return CONSTANTS_BYTES + index * THREAD_SCRATCH_BYTES;
