@@ -59,14 +59,23 @@ export function chunkScratchBytes(group: i32, headDim: i32, chunkSize: i32): usi
 export function attendChunk(k: usize, v: usize, half: bool, slotBytes: usize, capacity: i32, q: usize, group: i32, headDim: i32,
   scale: f32, first: i32, last: i32, chunkSize: i32, scratch: usize, partial: usize): void {
   const count = last - first + 1;
-  const padded = (count + 3) & ~3;
-  const scores = scratch;
-  const kBuffer = scores + (<usize>(group * chunkSize) << 2);
+  const kBuffer = scratch + (<usize>(group * chunkSize) << 2);
   const vBuffer = kBuffer + (<usize>(chunkSize * headDim) << 2);
   const keys = chunkRows(k, half, slotBytes, capacity, first, count, headDim, kBuffer);
   const values = chunkRows(v, half, slotBytes, capacity, first, count, headDim, vBuffer);
-  const kStride = inPlace(half, capacity, first, count) ? slotBytes : <usize>headDim << 2;
-  const vStride = kStride;
+  const stride = inPlace(half, capacity, first, count) ? slotBytes : <usize>headDim << 2;
+  attendRows(keys, values, stride, count, q, group, headDim, scale, chunkSize, scratch, partial);
+}
+
+/**
+ * The partials of `count` visible positions whose keys and values are f32 rows `stride` apart (at
+ * most chunkSize of them), for `group` query heads at q; `scores` holds group × chunkSize f32.
+ */
+@inline function attendRows(keys: usize, values: usize, stride: usize, count: i32, q: usize, group: i32, headDim: i32,
+  scale: f32, chunkSize: i32, scores: usize, partial: usize): void {
+  const padded = (count + 3) & ~3;
+  const kStride = stride;
+  const vStride = stride;
   const qStride = <usize>headDim << 2;
   const scaleV = f32x4.splat(scale);
   // Scores, two heads × four positions at a time (a missing fifth head or position repeats the last).
@@ -272,4 +281,63 @@ export function foldStored(partials: usize, count: i32, group: i32, headDim: i32
   const stride = <usize>(group * partialFloats(headDim)) << 2;
   for (let c = 1; c < count; c++) foldPartial(partials, partials + <usize>c * stride, group, headDim);
   finishPartial(partials, group, headDim, out);
+}
+
+/**
+ * Queries [t0, t1) (positions at `positions`, i32) of one KV head, each computed exactly as
+ * `attendUnit` computes it (the same chunks, partials and folds), but each chunk's keys and values
+ * are widened once for all the queries that see it. q: the first query row of this KV head's group
+ * for token 0, `qStride` bytes between tokens (out likewise). Scratch: the chunk scratch, then
+ * (t1 - t0 + 1) partials.
+ */
+export function attendBlock(k: usize, v: usize, half: bool, slotBytes: usize, capacity: i32, q: usize, qStride: usize, group: i32,
+  headDim: i32, scale: f32, positions: usize, t0: i32, t1: i32, window: i32, chunkSize: i32, scratch: usize, out: usize): void {
+  const kBuffer = scratch + (<usize>(group * chunkSize) << 2);
+  const vBuffer = kBuffer + (<usize>(chunkSize * headDim) << 2);
+  const running = scratch + chunkScratchBytes(group, headDim, chunkSize);
+  const pBytes = <usize>(group * partialFloats(headDim)) << 2;
+  const next = running + <usize>(t1 - t0) * pBytes;
+  const rowBytes = <usize>headDim << 2;
+  let lo = i32.MAX_VALUE;
+  let hi = -1;
+  for (let t = t0; t < t1; t++) {
+    const p = load<i32>(positions + (<usize>t << 2));
+    lo = min<i32>(lo, firstVisible(p, window));
+    hi = max<i32>(hi, p);
+  }
+  for (let c = lo / chunkSize; c <= hi / chunkSize; c++) {
+    const chunkStart = c * chunkSize;
+    const chunkEnd = chunkStart + chunkSize - 1;
+    // The rows any query of the block sees in this chunk.
+    let rowsLo = i32.MAX_VALUE;
+    let rowsHi = -1;
+    for (let t = t0; t < t1; t++) {
+      const p = load<i32>(positions + (<usize>t << 2));
+      const start = max<i32>(firstVisible(p, window), chunkStart);
+      const end = min<i32>(p, chunkEnd);
+      if (start > end) continue;
+      rowsLo = min<i32>(rowsLo, start);
+      rowsHi = max<i32>(rowsHi, end);
+    }
+    if (rowsHi < 0) continue;
+    const rows = rowsHi - rowsLo + 1;
+    const keys = chunkRows(k, half, slotBytes, capacity, rowsLo, rows, headDim, kBuffer);
+    const values = chunkRows(v, half, slotBytes, capacity, rowsLo, rows, headDim, vBuffer);
+    const stride = inPlace(half, capacity, rowsLo, rows) ? slotBytes : rowBytes;
+    for (let t = t0; t < t1; t++) {
+      const p = load<i32>(positions + (<usize>t << 2));
+      const first = firstVisible(p, window);
+      const start = max<i32>(first, chunkStart);
+      const end = min<i32>(p, chunkEnd);
+      if (start > end) continue;
+      const mine = running + <usize>(t - t0) * pBytes;
+      // A query's first chunk starts its running partial; later ones fold into it.
+      const isFirst = start == first;
+      const offset = <usize>(start - rowsLo) * stride;
+      attendRows(keys + offset, values + offset, stride, end - start + 1, q + <usize>t * qStride, group, headDim, scale, chunkSize, scratch,
+        isFirst ? mine : next);
+      if (!isFirst) foldPartial(mine, next, group, headDim);
+    }
+  }
+  for (let t = t0; t < t1; t++) finishPartial(running + <usize>(t - t0) * pBytes, group, headDim, out + <usize>t * qStride);
 }

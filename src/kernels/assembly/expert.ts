@@ -161,8 +161,14 @@ export function expertChunks(table: usize, task: i32, c0: i32, c1: i32, type: i3
   const n0 = c0 * CHUNK_NEURONS;
   const n1 = min<i32>(ffn, c1 * CHUNK_NEURONS);
   const tokens = scratch + <usize>base * tokenStride;
-  const active = expertGateUp(type, <usize>field(table, task, 0), <usize>field(table, task, 1), hidden, ffn, x, xStride,
-    <usize>field(table, task, 4), n, tokens, tokenStride, downKind, n0, n1, sparse, list + (<usize>ffn << 2));
+  // One token: the whole run at once (longer streams). More: a chunk at a time, so that its up rows
+  // stay in cache from one token to the next.
+  const step = n == 1 ? n1 - n0 : CHUNK_NEURONS;
+  let active = 0;
+  for (let m = n0; m < n1; m += step) {
+    active += expertGateUp(type, <usize>field(table, task, 0), <usize>field(table, task, 1), hidden, ffn, x, xStride,
+      <usize>field(table, task, 4), n, tokens, tokenStride, downKind, m, min<i32>(n1, m + step), sparse, list + (<usize>ffn << 2));
+  }
   if (partials) {
     const chunks = chunkCount(ffn);
     const rowBytes = <usize>hidden << 2;

@@ -24,6 +24,8 @@ export interface KernelExports {
     scale: number, position: number, window: number, chunkSize: number, c0: number, c1: number, scratch: number, partials: number): void;
   attendUnit(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
     scale: number, position: number, window: number, chunkSize: number, scratch: number, out: number): void;
+  attendBlock(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, qStride: number, group: number, headDim: number,
+    scale: number, positions: number, t0: number, t1: number, window: number, chunkSize: number, scratch: number, out: number): void;
   foldStored(partials: number, count: number, group: number, headDim: number, out: number): void;
   rmsNorm(src: number, weight: number, cols: number, eps: number, dst: number, r0: number, r1: number): void;
   rope(x: number, heads: number, headDim: number, cos: number, sin: number, t0: number, t1: number): void;

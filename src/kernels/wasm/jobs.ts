@@ -116,19 +116,20 @@ export function runUnit(context: JobContext, op: OpCode, a: JobArgs, unit: numbe
       return 0;
     }
     case Op.AttendUnits: {
-      // One unit = (query token, KV head), computed whole.
-      const [keys, values, half, capacity, kvHeads, group, headDim, scale, window, q, positions, n, out] =
-        [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!];
-      const [u0, u1] = share(n * kvHeads, units, unit);
-      const positionOf = new Int32Array(context.memory(a[0]!).buffer, positions, n);
+      // One unit = (KV head, block of `block` query tokens); the last blocks (the most work) first.
+      const [keys, values, half, capacity, kvHeads, group, headDim, scale, window, q, positions, n, out, block] =
+        [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!, a[14]!];
+      const blocks = Math.ceil(n / block);
+      const [u0, u1] = share(blocks * kvHeads, units, unit);
       const element = half ? 2 : 4;
-      const scratch = threadScratch(participant);
+      const qStride = 4 * kvHeads * group * headDim;
       for (let u = u0; u < u1; u++) {
-        const t = Math.floor(u / kvHeads);
         const h = u % kvHeads;
-        const head = 4 * (t * kvHeads + h) * group * headDim;
-        k.attendUnit(keys + h * headDim * element, values + h * headDim * element, half, kvHeads * headDim * element, capacity,
-          q + head, group, headDim, scale, positionOf[t]!, window, ATTENTION_CHUNK, scratch, out + head);
+        const b = blocks - 1 - Math.floor(u / kvHeads);
+        const head = 4 * h * group * headDim;
+        k.attendBlock(keys + h * headDim * element, values + h * headDim * element, half, kvHeads * headDim * element, capacity,
+          q + head, qStride, group, headDim, scale, positions, b * block, Math.min(n, (b + 1) * block), window, ATTENTION_CHUNK,
+          threadScratch(participant), out + head);
       }
       return 0;
     }

@@ -47,6 +47,9 @@ export interface WasmKernelOptions {
   unitWork?: number;
 }
 
+/** Most query tokens per unit of a prefill's attention. */
+const ATTENTION_BLOCK = 32;
+
 /** Weight bytes per piece of a multi-product job. */
 const PIECE_BYTES = 64 << 10;
 
@@ -289,7 +292,9 @@ export class WasmKernels implements Kernels {
     const arena = this.own(cache.arena);
     const half = cache.type === "f16" ? 1 : 0;
     const common = [arena, cache.k, cache.v, half, cache.capacity, kvHeads, group, headDim, scale, window, q];
-    if (n === 1 && this.threads > 1) {
+    // One query: KV heads that share out evenly over the threads go whole (no partials to fold);
+    // otherwise chunks are spread over the threads and folded afterwards.
+    if (n === 1 && this.threads > 1 && kvHeads % this.threads !== 0) {
       const position = pos[0]!;
       const first = window > 0 ? Math.max(0, position - window + 1) : 0;
       const chunks = Math.floor(position / ATTENTION_CHUNK) - Math.floor(first / ATTENTION_CHUNK) + 1;
@@ -303,7 +308,11 @@ export class WasmKernels implements Kernels {
     }
     let work = 0;
     for (let t = 0; t < n; t++) work += 8 * heads * headDim * (pos[t]! - (window > 0 ? Math.max(0, pos[t]! - window + 1) : 0) + 1);
-    this.pool.run(Op.AttendUnits, [...common, positions, n, out], this.units(work, n * kvHeads));
+    // Queries in blocks that share each chunk's widened keys and values (as many as the scratch holds).
+    const room = Math.floor((THREAD_SCRATCH_BYTES - attentionChunkScratch(group, headDim)) / partialBytes(group, headDim)) - 1;
+    const block = Math.max(1, Math.min(ATTENTION_BLOCK, room, Math.ceil(n / (2 * this.threads))));
+    const pieces = Math.ceil(n / block) * kvHeads;
+    this.pool.run(Op.AttendUnits, [...common, positions, n, out, block], this.threads === 1 ? 1 : n === 1 ? pieces : Math.min(pieces, this.fineUnits(work, pieces)));
   }
 
   add(arena: Arena, a: Ptr, b: Ptr, count: number, dst: Ptr): void {
