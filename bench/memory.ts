@@ -6,7 +6,7 @@
  *   node dist/bench/memory.js [--cap 1GiB] [--models a.gguf,b.gguf] [--tokens 64] [--threads 2]
  *                             [--llama-defaults] [--llama-lazy]
  *
- * For each model: smallthinker within the cap (frequency policy, then LRU), smallthinker with
+ * For each model: smallthinker within the cap (frequency policy with and without lookahead, LRU), smallthinker with
  * every expert resident and no cap (the reference speed), and llama.cpp within the cap. llama.cpp
  * runs mmapped without weight repacking (`--no-repack`, through the direct libllama driver):
  * repacking copies the Q4_0 weights into anonymous memory, more than the cap holds.
@@ -75,8 +75,9 @@ function row(run: CappedRun): string {
   const hit = e ? `${(e.hitRate * 100).toFixed(1)}%` : "–";
   const read = e ? mib(e.bytesReadPerToken) : "–";
   const stall = e ? `${e.stallMsPerToken.toFixed(1)} ms` : "–";
+  const guesses = e && e.predictedReadsPerToken > 0 ? `${e.predictedReadsPerToken.toFixed(1)} (${(e.predictedUsedRate * 100).toFixed(0)}% used)` : "–";
   const capHit = run.cap === undefined ? "no cap" : run.failcnt === 0 && run.oomKills === 0 ? "never" : `${run.failcnt} times${run.oomKills ? `, ${run.oomKills} OOM kill` : ""}`;
-  return `| ${run.label} | ${decode} | ${cache} | ${hit} | ${read} | ${stall} | ${mib(run.peakUsage)} | ${capHit} |`;
+  return `| ${run.label} | ${decode} | ${cache} | ${hit} | ${read} | ${stall} | ${guesses} | ${mib(run.peakUsage)} | ${capHit} |`;
 }
 
 async function main(): Promise<void> {
@@ -102,24 +103,25 @@ async function main(): Promise<void> {
     const base: BenchJob = { engine: "smallthinker", model, threads, promptTokens, genTokens, reps, contextSize: 512, vocab };
     const runs: CappedRun[] = [];
     runs.push(await runInCgroup("smallthinker, frequency policy", { ...base, memory: cap }, cap));
+    runs.push(await runInCgroup("smallthinker, frequency policy, no lookahead", { ...base, memory: cap, lookahead: 0 }, cap));
     runs.push(await runInCgroup("smallthinker, LRU policy", { ...base, memory: cap, policy: "lru" }, cap));
-    runs.push(await runInCgroup("smallthinker, all resident (no cap)", base, undefined));
+    const resident = await runInCgroup("smallthinker, all resident (no cap)", base, undefined);
+    runs.push(resident);
     const llamaJob: BenchJob = { ...base, engine: "llama.cpp", reps: 1, genTokens: Math.min(genTokens, 16) };
     runs.push(await runInCgroup("llama.cpp (mmap, no repack, context 512)", { ...llamaJob, llamaDriver: "direct", noRepack: true }, cap));
     if (values["llama-defaults"]) runs.push(await runInCgroup("llama.cpp, node-llama-cpp defaults (mmap, repacked, context 512)", llamaJob, cap));
     if (values["llama-lazy"]) runs.push(await runInCgroup("llama.cpp, node-llama-cpp (mmap, lazy tensors)", { ...llamaJob, lazy: true }, cap));
     const ours = runs[0]!.measurement;
-    const resident = runs[2]!.measurement;
-    const llama = runs.slice(3).map((r) => r.measurement).filter((m) => m !== undefined);
+    const llama = runs.slice(runs.indexOf(resident) + 1).map((r) => r.measurement).filter((m) => m !== undefined);
     lines.push(
       `### ${model} (${skew}), cap ${mib(cap)}, ${threads} threads, ${genTokens} tokens decoded after a ${promptTokens}-token prompt, page cache dropped before each run`,
       "",
-      "| run | decode tok/s | experts cached | hit rate | read per token | stall per token | cgroup peak | cap hit |",
-      "|---|---|---|---|---|---|---|---|",
+      "| run | decode tok/s | experts cached | hit rate | read per token | stall per token | guessed reads per token | cgroup peak | cap hit |",
+      "|---|---|---|---|---|---|---|---|---|",
       ...runs.map(row),
       "",
     );
-    if (ours && resident) lines.push(`within the cap: ${((summarize(ours.decode).median / summarize(resident.decode).median) * 100).toFixed(0)}% of all-resident decode speed`);
+    if (ours && resident.measurement) lines.push(`within the cap: ${((summarize(ours.decode).median / summarize(resident.measurement.decode).median) * 100).toFixed(0)}% of all-resident decode speed`);
     for (const m of llama) if (ours) lines.push(`within the cap: ×${(summarize(ours.decode).median / summarize(m.decode).median).toFixed(1)} llama.cpp's decode speed (${m.note})`);
     lines.push("");
     console.log(lines.splice(0).join("\n"));

@@ -4,6 +4,7 @@ import { GgmlType } from "../src/gguf/types.js";
 import { loadSmallThinker, LoadOptions } from "../src/model/load.js";
 import { MemoryPlan } from "../src/model/plan.js";
 import { ExpertStore } from "../src/experts/store.js";
+import { ExpertCounters } from "../src/experts/source.js";
 import { testKernels, randomTokens } from "./helpers/compare.js";
 import { testModel } from "./helpers/models.js";
 
@@ -19,16 +20,16 @@ const path = () =>
 const PROCESS_BYTES = 64 << 20;
 const tokens = randomTokens(48, 1000, 11);
 
-async function run(options: LoadOptions): Promise<{ logits: Float32Array[]; plan: MemoryPlan; hits: number; misses: number }> {
+async function run(options: LoadOptions): Promise<{ logits: Float32Array[]; plan: MemoryPlan } & ExpertCounters> {
   let plan: MemoryPlan | undefined;
   const model = loadSmallThinker(path(), await testKernels(), { contextSize: 128, batchSize: 16, processBytes: PROCESS_BYTES, onPlan: (p) => (plan = p), ...options });
   const logits: Float32Array[] = [];
   const keep = (_: number, row: Float32Array) => logits.push(Float32Array.from(row));
   model.forward(tokens.slice(0, 24), { logits: "all", onLogits: keep });
   for (const token of tokens.slice(24)) model.forward([token], { logits: "last", onLogits: keep });
-  const { hits, misses } = model.experts.counters;
+  const counters = { ...model.experts.counters };
   model.close();
-  return { logits, plan: plan!, hits, misses };
+  return { logits, plan: plan!, ...counters };
 }
 
 function identical(a: Float32Array[], b: Float32Array[]): boolean {
@@ -63,6 +64,17 @@ test("the store streams experts under a small budget and the frequency policy be
   assert.ok(frequency.misses > 0 && lru.misses > 0);
   const rate = (r: { hits: number; misses: number }) => r.hits / (r.hits + r.misses);
   assert.ok(rate(frequency) > rate(lru), `hit rate frequency ${rate(frequency).toFixed(3)} vs lru ${rate(lru).toFixed(3)}`);
+});
+
+test("experts guessed for the next layers are read ahead and used, without changing a bit", async () => {
+  const resident = await run({});
+  const memory = resident.plan.minimum + 20 * resident.plan.expertBytes;
+  const guessing = await run({ memory, lookahead: 2 });
+  const plain = await run({ memory, lookahead: 0 });
+  assert.ok(identical(guessing.logits, resident.logits) && identical(plain.logits, resident.logits));
+  assert.equal(plain.predictedReads, 0);
+  assert.ok(guessing.predictedReads > 0, "guesses were read");
+  assert.ok(guessing.predictedUsed > 0 && guessing.predictedUsed <= guessing.predictedReads, `${guessing.predictedUsed} of ${guessing.predictedReads} guesses used`);
 });
 
 test("a budget below the minimum is refused, saying the minimum", async () => {

@@ -8,13 +8,13 @@ import { BenchJob, EngineMeasurement, benchPrompt } from "./measure.js";
  */
 async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
   const started = performance.now();
-  const model = await loadModel(job.model, { threads: job.threads, contextSize: job.contextSize, memory: job.memory, policy: job.policy });
+  const model = await loadModel(job.model, { threads: job.threads, contextSize: job.contextSize, memory: job.memory, policy: job.policy, lookahead: job.lookahead });
   const loadMs = performance.now() - started;
   const prefill: number[] = [];
   const decode: number[] = [];
   const engine = model.engine;
   const counters = engine.experts.counters;
-  const decodeTotals = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, tokens: 0 };
+  const decodeTotals = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, predictedReads: 0, predictedUsed: 0, tokens: 0 };
   const argmax = (logits: Float32Array) => {
     let best = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
@@ -36,6 +36,8 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
     decodeTotals.misses += counters.misses - before.misses;
     decodeTotals.bytesRead += counters.bytesRead - before.bytesRead;
     decodeTotals.stallMs += counters.stallMs - before.stallMs;
+    decodeTotals.predictedReads += counters.predictedReads - before.predictedReads;
+    decodeTotals.predictedUsed += counters.predictedUsed - before.predictedUsed;
     decodeTotals.tokens += job.genTokens;
   }
   const plan = engine.plan;
@@ -43,6 +45,8 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
     hitRate: decodeTotals.hits / Math.max(1, decodeTotals.hits + decodeTotals.misses),
     bytesReadPerToken: decodeTotals.bytesRead / decodeTotals.tokens,
     stallMsPerToken: decodeTotals.stallMs / decodeTotals.tokens,
+    predictedReadsPerToken: decodeTotals.predictedReads / decodeTotals.tokens,
+    predictedUsedRate: decodeTotals.predictedUsed / Math.max(1, decodeTotals.predictedReads),
     cachedExperts: plan.cachedExperts,
     totalExperts: plan.totalExperts,
   };

@@ -12,7 +12,11 @@ export interface EngineMeasurement {
   loadMs: number;
   note?: string;
   /** smallthinker under a budget: expert cache behaviour during decode, per token. */
-  experts?: { hitRate: number; bytesReadPerToken: number; stallMsPerToken: number; cachedExperts: number; totalExperts: number };
+  experts?: {
+    hitRate: number; bytesReadPerToken: number; stallMsPerToken: number; cachedExperts: number; totalExperts: number;
+    /** Reads started on a guess (a later layer's router on an earlier residual), and the share of them that layer then chose. */
+    predictedReadsPerToken: number; predictedUsedRate: number;
+  };
 }
 
 export interface BenchJob {
@@ -29,6 +33,8 @@ export interface BenchJob {
   vocab: number;
   /** smallthinker only: expert cache policy. */
   policy?: "frequency" | "lru";
+  /** smallthinker only: layers ahead whose experts are guessed (default: the engine's). */
+  lookahead?: number;
   /** llama.cpp only, through node-llama-cpp: read tensors on demand (node-llama-cpp's lazyMode). */
   lazy?: boolean;
   /** llama.cpp only: node-llama-cpp (default), or libllama called directly (src/bench/llama-direct.ts). */

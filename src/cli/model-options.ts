@@ -17,6 +17,7 @@ export const MODEL_OPTIONS = {
   memory: { type: "string" },
   policy: { type: "string" },
   "no-prefetch": { type: "boolean" },
+  lookahead: { type: "string" },
 } as const;
 
 export const MODEL_HELP = `Model options:
@@ -30,7 +31,8 @@ export const MODEL_HELP = `Model options:
   --memory SIZE         memory budget for the whole process (e.g. 1GiB, 800M): dense weights stay
                         resident, the hottest experts are cached, the rest read from the file
   --policy P            expert cache policy: frequency (default) or lru
-  --no-prefetch         read experts only when needed instead of during attention`;
+  --no-prefetch         read experts only when needed instead of during attention
+  --lookahead N         layers ahead whose experts are guessed and read early (default 2, 0 = off)`;
 
 type ModelValues = { [K in keyof typeof MODEL_OPTIONS]?: (typeof MODEL_OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
 
@@ -51,6 +53,7 @@ export function loadOptions(values: ModelValues): LoadModelOptions {
     memory: values.memory === undefined ? undefined : parseSizeOption(values.memory, "--memory"),
     policy: policy as PolicyName,
     prefetch: !values["no-prefetch"],
+    lookahead: parseInteger(values.lookahead, "--lookahead", 0, 8),
   };
 }
 

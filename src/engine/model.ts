@@ -32,6 +32,8 @@ export interface LoadModelOptions {
   policy?: PolicyName;
   /** Read experts as soon as the router has chosen them, during attention (default true). */
   prefetch?: boolean;
+  /** Layers ahead whose experts are guessed (their routers on the current residual) and read while idle (default 2). */
+  lookahead?: number;
   /** Receives the memory plan before the weights are loaded. */
   onPlan?: (plan: MemoryPlan) => void;
 }

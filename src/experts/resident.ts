@@ -8,7 +8,7 @@ import { ExpertCounters, ExpertSource } from "./source.js";
 /** Every expert loaded at start-up; arenas are added as each fills up (wasm32: 4 GiB each). */
 export class ResidentExperts implements ExpertSource {
   private readonly experts: ExpertRef[][] = [];
-  readonly counters: ExpertCounters = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0 };
+  readonly counters: ExpertCounters = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, predictedReads: 0, predictedUsed: 0 };
 
   constructor(file: GgufFile, config: SmallThinkerConfig, kernels: Kernels, loader: WeightLoader, arenas: Arena[], headroom: number) {
     let arena = arenas[arenas.length - 1]!;

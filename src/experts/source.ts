@@ -9,6 +9,10 @@ export interface ExpertCounters {
   bytesRead: number;
   /** Milliseconds the forward pass waited for reads. */
   stallMs: number;
+  /** Reads started for predicted experts (`predict`). */
+  predictedReads: number;
+  /** Predicted experts that their layer then chose while they were still cached. */
+  predictedUsed: number;
 }
 
 /**

@@ -93,7 +93,7 @@ function matrixSources(file: GgufFile, layer: number, expert: number): MatrixSou
  * replacement policy decides which cached expert gives way.
  */
 export class ExpertStore implements ExpertSource {
-  readonly counters: ExpertCounters = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0 };
+  readonly counters: ExpertCounters = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, predictedReads: 0, predictedUsed: 0 };
   private readonly slots: Slot[] = [];
   private readonly slotOf = new Map<number, Slot>();
   private readonly stagings = new Map<Arena, Staging[]>();
@@ -104,6 +104,8 @@ export class ExpertStore implements ExpertSource {
   private protectedKeys = new Set<number>();
   /** Of those, the ones already used: the first to go if it comes to that. */
   private doneKeys = new Set<number>();
+  /** Experts read on a guess (`predict`) that their layer has not chosen yet. */
+  private readonly guessed = new Set<number>();
   private readonly geometry: ExpertGeometry;
 
   constructor(
@@ -157,6 +159,8 @@ export class ExpertStore implements ExpertSource {
       // Only into idle readers: a guess must not delay a read the current layer waits for.
       if (!this.hasIdleStaging()) return;
       if (!this.startLoad(key, false)) return;
+      this.guessed.add(key);
+      this.counters.predictedReads++;
     }
   }
 
@@ -184,6 +188,7 @@ export class ExpertStore implements ExpertSource {
     for (const key of keys) {
       if (this.slotOf.has(key)) {
         this.counters.hits++;
+        if (this.guessed.delete(key)) this.counters.predictedUsed++;
         continue;
       }
       this.counters.misses++;
@@ -243,6 +248,7 @@ export class ExpertStore implements ExpertSource {
       if (candidates.length > 0) {
         const victim = this.slotOf.get(this.policy.victim(candidates, this.time))!;
         this.slotOf.delete(victim.key);
+        this.guessed.delete(victim.key);
         victim.key = -1;
         victim.state = "empty";
         victim.ref = undefined;

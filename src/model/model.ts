@@ -146,6 +146,8 @@ export class SmallThinkerModel {
   private readonly cosTable: Float32Array;
   private readonly sinTable: Float32Array;
   private readonly expertWorkBytes: number;
+  /** Router logits of the layers ahead, for predicting their experts (when the source wants them). */
+  private readonly predictedLogits: Ptr;
 
   constructor(
     private readonly file: GgufFile,
@@ -171,6 +173,7 @@ export class SmallThinkerModel {
     this.arenas = [arena];
     // Each further arena needs room for the expert scratch and an 8 MiB loading stage.
     this.experts = createExperts(this.arenas, layout.expertScratchBytes + (16 << 20));
+    this.predictedLogits = arena.alloc(4 * this.experts.lookahead * config.experts);
   }
 
   /** Releases the model file and expert storage; the model is unusable afterwards. */
@@ -286,6 +289,8 @@ export class SmallThinkerModel {
       const normed = this.buffer("normed");
       kernels.rmsNorm(arena, hiddenPtr, w.attnNorm, n, hidden, config.rmsEps, normed);
       const products: MatrixProduct[] = [{ w: w.router, x: routerX, y: this.buffer("routerLogits") }];
+      const ahead = this.layersToPredict(l, n);
+      ahead.forEach((layer, i) => products.push({ w: this.weights.layers[layer]!.router, x: routerX, y: this.predictedLogits + 4 * i * config.experts }));
       const qkv = [[w.q, "q"], [w.k, "k"], [w.v, "v"]] as const;
       const formats = new Map<ActivationFormat, Ptr>();
       for (const [matrix, out] of qkv) {
@@ -303,6 +308,7 @@ export class SmallThinkerModel {
       }
       kernels.matmuls(products, n);
       const routes = this.routeTokens(l, n);
+      this.predictExperts(ahead);
 
       if (plan.rope) {
         kernels.rope(arena, this.buffer("q"), n, heads, headDim, this.buffer("cos"), this.buffer("sin"));
@@ -340,6 +346,32 @@ export class SmallThinkerModel {
     }
     this.experts.prefetch(layer, [...needed]);
     return routes;
+  }
+
+  /**
+   * The layers after `layer` whose experts are guessed now, by applying their routers to this
+   * layer's input residual: the residual changes little from one layer to the next, and reading
+   * the guesses while this layer's experts compute keeps the disk busy. Only for a single token
+   * (a batch's tokens together need nearly every expert anyway), and only layers whose router takes
+   * the same activation format as this one's.
+   */
+  private layersToPredict(layer: number, n: number): number[] {
+    if (n !== 1) return [];
+    const format = activationFormatFor(this.weights.layers[layer]!.router.type);
+    const layers = [];
+    for (let ahead = layer + 1; ahead <= layer + this.experts.lookahead && ahead < this.config.layers; ahead++) {
+      if (activationFormatFor(this.weights.layers[ahead]!.router.type) === format) layers.push(ahead);
+    }
+    return layers;
+  }
+
+  /** Announces the guessed experts of `layers` (logits from `layersToPredict`), nearest layer first. */
+  private predictExperts(layers: number[]): void {
+    const { config, arena } = this;
+    layers.forEach((layer, i) => {
+      const logits = arena.f32(this.predictedLogits + 4 * i * config.experts, config.experts);
+      this.experts.predict(layer, route(logits, config.expertsUsed, config.gating).experts);
+    });
   }
 
   private runExperts(layer: number, routes: { experts: number[]; weights: number[] }[], normed: Ptr, n: number): void {
