@@ -104,6 +104,29 @@ test("an abort signal ends the generation", async () => {
   assert.equal((await generation.result).finishReason, "abort");
 });
 
+test("a long prompt is evaluated a batch at a time, letting the event loop run and an abort stop it", async () => {
+  const model = await loadModel(testModel({ preset: "demo" }), { contextSize: 512, batchSize: 8 });
+  try {
+    const prompt = Array.from({ length: 64 }, (_, i) => 1000 + i);
+    const controller = new AbortController();
+    const generation = model.generate(prompt, { maxTokens: 4, signal: controller.signal });
+    let turns = 0;
+    const spin = () => {
+      turns++;
+      if (turns === 2) controller.abort();
+      else if (turns < 2) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const result = await generation.complete();
+    assert.equal(result.finishReason, "abort");
+    assert.equal(result.completionTokens, 0);
+    const evaluated = model.engine.kv.length;
+    assert.ok(evaluated > 0 && evaluated < prompt.length && evaluated % 8 === 0, `${evaluated} of ${prompt.length} prompt tokens evaluated`);
+  } finally {
+    await model.close();
+  }
+});
+
 test("requests are served one at a time in arrival order", async () => {
   const model = await demo();
   const order: number[] = [];

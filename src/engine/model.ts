@@ -190,7 +190,9 @@ export class Model {
         // Cancelled while waiting in the queue: leave without evaluating anything.
         if (signal?.aborted) return;
         const promptStart = performance.now();
-        const { logits, reused } = model.evaluatePrompt(promptIds);
+        const evaluated = await model.evaluatePrompt(promptIds, signal);
+        if (!evaluated) return;
+        const { logits, reused } = evaluated;
         cached = reused;
         timings.promptMs = performance.now() - promptStart;
         let current = logits;
@@ -239,14 +241,24 @@ export class Model {
   }
 
   /** Brings the KV cache to `ids` minus the last token, evaluates the rest, returns the last logits. */
-  private evaluatePrompt(ids: number[]): { logits: Float32Array; reused: number } {
+  /**
+   * Evaluates the prompt after the prefix already in the KV cache, a batch at a time, yielding to
+   * the event loop between batches (a server stays responsive); undefined if aborted meanwhile.
+   */
+  private async evaluatePrompt(ids: number[], signal: AbortSignal | undefined): Promise<{ logits: Float32Array; reused: number } | undefined> {
     let keep = Math.min(commonPrefix(this.evaluated, ids), ids.length - 1);
     if (!this.engine.kv.truncate(keep)) {
       keep = 0;
       this.engine.kv.truncate(0);
     }
     this.evaluated = this.evaluated.slice(0, keep);
-    return { logits: this.evaluate(ids.slice(keep)), reused: keep };
+    const batch = this.engine.options.batchSize;
+    for (let start = keep; ; start += batch) {
+      const logits = this.evaluate(ids.slice(start, Math.min(ids.length, start + batch)));
+      if (start + batch >= ids.length) return { logits, reused: keep };
+      await nextTick();
+      if (signal?.aborted) return undefined;
+    }
   }
 
   private evaluate(ids: number[]): Float32Array {
