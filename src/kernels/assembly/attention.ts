@@ -255,27 +255,6 @@ export function attendChunks(k: usize, v: usize, half: bool, slotBytes: usize, c
   }
 }
 
-/** Number of chunks the visible range of a query at `position` spans. */
-function chunkCount(position: i32, window: i32, chunkSize: i32): i32 {
-  return position / chunkSize - firstVisible(position, window) / chunkSize + 1;
-}
-
-/**
- * A whole (query token, KV head): chunks computed and folded one after another; `scratch` holds the
- * chunk scratch followed by two partials.
- */
-export function attendUnit(k: usize, v: usize, half: bool, slotBytes: usize, capacity: i32, q: usize, group: i32, headDim: i32,
-  scale: f32, position: i32, window: i32, chunkSize: i32, scratch: usize, out: usize): void {
-  const running = scratch + chunkScratchBytes(group, headDim, chunkSize);
-  const next = running + (<usize>(group * partialFloats(headDim)) << 2);
-  const chunks = chunkCount(position, window, chunkSize);
-  for (let c = 0; c < chunks; c++) {
-    attendChunks(k, v, half, slotBytes, capacity, q, group, headDim, scale, position, window, chunkSize, c, c + 1, scratch, c == 0 ? running : next);
-    if (c > 0) foldPartial(running, next, group, headDim);
-  }
-  finishPartial(running, group, headDim, out);
-}
-
 /** Folds `count` stored partials (consecutive) into the first and writes the heads' outputs. */
 export function foldStored(partials: usize, count: i32, group: i32, headDim: i32, out: usize): void {
   const stride = <usize>(group * partialFloats(headDim)) << 2;
@@ -284,9 +263,10 @@ export function foldStored(partials: usize, count: i32, group: i32, headDim: i32
 }
 
 /**
- * Queries [t0, t1) (positions at `positions`, i32) of one KV head, each computed exactly as
- * `attendUnit` computes it (the same chunks, partials and folds), but each chunk's keys and values
- * are widened once for all the queries that see it. q: the first query row of this KV head's group
+ * Queries [t0, t1) (positions at `positions`, i32) of one KV head, each from the same chunks,
+ * partials and folds in order as `attendChunks` and `foldStored` give a single query (so results do
+ * not depend on the blocking), but each chunk's keys and values are widened once for all the queries
+ * that see it. q: the first query row of this KV head's group
  * for token 0, `qStride` bytes between tokens (out likewise). Scratch: the chunk scratch, then
  * (t1 - t0 + 1) partials.
  */

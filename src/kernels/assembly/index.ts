@@ -11,7 +11,7 @@ export { initConstants } from "./simd";
 export { matmulPiece, quantMatmul, quantGatheredRows } from "./quantized";
 export { floatMatmul, floatGatheredRows } from "./floats";
 export { chunkCount, expertChunks, expertReduce, expertRows, expertTokenBytes } from "./expert";
-export { attendBlock, attendChunks, attendUnit, foldStored } from "./attention";
+export { attendBlock, attendChunks, foldStored } from "./attention";
 export { add, dequantizeRows, moeCombine, rmsNorm, rope, storeKv } from "./elementwise";
 
 // Activation formats, numbered as in src/kernels/wasm/exports.ts.

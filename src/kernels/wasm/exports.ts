@@ -22,8 +22,6 @@ export interface KernelExports {
   expertReduce(table: number, tasks: number, hidden: number, ffn: number, partials: number, out: number): void;
   attendChunks(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
     scale: number, position: number, window: number, chunkSize: number, c0: number, c1: number, scratch: number, partials: number): void;
-  attendUnit(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
-    scale: number, position: number, window: number, chunkSize: number, scratch: number, out: number): void;
   attendBlock(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, qStride: number, group: number, headDim: number,
     scale: number, positions: number, t0: number, t1: number, window: number, chunkSize: number, scratch: number, out: number): void;
   foldStored(partials: number, count: number, group: number, headDim: number, out: number): void;

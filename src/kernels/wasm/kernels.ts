@@ -170,27 +170,20 @@ export class WasmKernels implements Kernels {
       checkType(w.type, w.cols);
       const quant = isQuant(w.type);
       const bytes = this.packedBytes("matrix", w.type, w.rows, w.cols);
-      // Pieces of about 64 KiB of weights (a quad of rows at least).
+      // Pieces of about 64 KiB of weights, a quad of rows at least (for every type: see matmulPiece).
       const pieces = Math.max(1, Math.min(Math.ceil(w.rows / 4), Math.round(bytes / PIECE_BYTES)));
-      // (quads of rows for every type: see matmulPiece)
       const o = (PRODUCT_TABLE >> 2) + i * PRODUCT_FIELDS;
       i32.set([quant ? 1 : 0, w.type, w.ptr, w.cols, w.rows, x, this.activationBytes(activationFormatFor(w.type), w.cols), y, 4 * w.rows, pieces, first, 0], o);
       first += pieces;
       work += (quant ? 1 : 4) * w.rows * w.cols * n;
     });
-    // Every piece is a unit (one thread runs them all in turn); tiny jobs stay on this thread.
-    if (work < this.unitWork && this.threads > 1) {
-      const k = this.main.instance(this.own(arenaRef));
-      for (const { w, x, y } of products) this.matmulOn(k, w, x, n, y);
+    // Every piece is a unit (one thread runs them all in turn). Tiny jobs stay on this thread: each
+    // product is then too small for `matmul` to share out.
+    if (work < this.unitWork) {
+      for (const { w, x, y } of products) this.matmul(w, x, n, y);
       return;
     }
     this.pool.run(Op.Matmuls, [this.own(arenaRef), products.length, n], first);
-  }
-
-  private matmulOn(k: KernelExports, w: MatrixRef, x: Ptr, n: number, y: Ptr): void {
-    const xStride = this.activationBytes(activationFormatFor(w.type), w.cols);
-    if (isQuant(w.type)) k.quantMatmul(w.type, w.ptr, w.cols, w.rows, x, xStride, 0, n, y, 4 * w.rows, 0, Math.ceil(w.rows / 4));
-    else k.floatMatmul(w.type, w.ptr, w.cols, w.rows, x, xStride, 0, n, y, 4 * w.rows, 0, w.rows);
   }
 
   expertScratchBytes(hidden: number, ffn: number, tokens: number): number {
