@@ -125,6 +125,36 @@ const BATCH: { size: number; fields: Field[] } = {
   ],
 };
 
+const QUANTIZE_PARAMS: { size: number; fields: Field[] } = {
+  size: 64,
+  fields: [
+    ["nthread", "int32_t", 0],
+    ["ftype", "int32_t", 4],
+    ["output_tensor_type", "int32_t", 8],
+    ["token_embedding_type", "int32_t", 12],
+    ["allow_requantize", "bool", 16],
+    ["quantize_output_tensor", "bool", 17],
+    ["only_copy", "bool", 18],
+    ["pure", "bool", 19],
+    ["keep_split", "bool", 20],
+    ["dry_run", "bool", 21],
+    ["imatrix", "void *", 24],
+    ["kv_overrides", "void *", 32],
+    ["tt_overrides", "void *", 40],
+    ["prune_layers", "void *", 48],
+    ["max_buf_size", "size_t", 56],
+  ],
+};
+
+const IMATRIX_ENTRY: { size: number; fields: Field[] } = {
+  size: 24,
+  fields: [
+    ["name", "void *", 0],
+    ["data", "void *", 8],
+    ["size", "size_t", 16],
+  ],
+};
+
 /** What llama_model_default_params() / llama_context_default_params() return in this version (null: a null pointer). */
 const MODEL_DEFAULTS: Record<string, unknown> = {
   devices: null, tensor_buft_overrides: null, n_gpu_layers: -1, split_mode: 1, load_mode: -1, lazy_mode: 1, main_gpu: 0,
@@ -139,6 +169,13 @@ const CONTEXT_DEFAULTS: Record<string, unknown> = {
   yarn_orig_ctx: 0, defrag_thold: -1, cb_eval: null, cb_eval_user_data: null, type_k: 1, type_v: 1,
   abort_callback: null, abort_callback_data: null, embeddings: false, offload_kqv: true, no_perf: true, op_offload: true,
   swa_full: true, kv_unified: false, samplers: null, n_samplers: 0, ctx_other: null,
+};
+
+/** llama_model_quantize_default_params() in this version (GGML_TYPE_COUNT = 43 means "the file type's choice"). */
+const QUANTIZE_DEFAULTS: Record<string, unknown> = {
+  nthread: 0, ftype: 7, output_tensor_type: 43, token_embedding_type: 43, allow_requantize: false, quantize_output_tensor: true,
+  only_copy: false, pure: false, keep_split: false, dry_run: false, imatrix: null, kv_overrides: null, tt_overrides: null,
+  prune_layers: null, max_buf_size: 8589934592,
 };
 
 const LLAMA_LOAD_MODE_NONE = 0;
@@ -189,6 +226,8 @@ function loadLibrary() {
   const { directory, library } = findBinaryDirectory();
   const lib = koffi.load(library);
   const ModelParams = checkedStruct("llama_model_params", MODEL_PARAMS);
+  const QuantizeParams = checkedStruct("llama_model_quantize_params", QUANTIZE_PARAMS);
+  const ImatrixEntry = checkedStruct("llama_model_imatrix_data", IMATRIX_ENTRY);
   const ContextParams = checkedStruct("llama_context_params", CONTEXT_PARAMS);
   const Batch = checkedStruct("llama_batch", BATCH);
   // Both structs are returned through a caller-provided buffer (they are larger than 16 bytes).
@@ -213,6 +252,8 @@ function loadLibrary() {
     memoryClear: lib.func("void llama_memory_clear(void *mem, bool data)"),
     decode: lib.func("llama_decode", "int32_t", ["void *", Batch]),
     logitsIth: lib.func("void *llama_get_logits_ith(void *ctx, int32_t i)"),
+    quantizeDefaults: lib.func("llama_model_quantize_default_params", returned(QuantizeParams), []),
+    quantize: lib.func("llama_model_quantize", "uint32_t", ["const char *", "const char *", koffi.pointer(QuantizeParams)]),
   };
 
   // Forwards warnings and errors to stderr and drops the verbose rest. llama.cpp logs from the
@@ -240,7 +281,9 @@ function loadLibrary() {
   const contextDefaults = (api.contextDefaults() as { params: Record<string, unknown> }).params;
   checkDefaults("llama_model_default_params", modelDefaults, MODEL_DEFAULTS);
   checkDefaults("llama_context_default_params", contextDefaults, CONTEXT_DEFAULTS);
-  return { api, modelDefaults, contextDefaults };
+  const quantizeDefaults = (api.quantizeDefaults() as { params: Record<string, unknown> }).params;
+  checkDefaults("llama_model_quantize_default_params", quantizeDefaults, QUANTIZE_DEFAULTS);
+  return { api, modelDefaults, contextDefaults, quantizeDefaults, ImatrixEntry };
 }
 
 let library: ReturnType<typeof loadLibrary> | undefined;
@@ -336,4 +379,53 @@ export function openLlamaDirect(options: LlamaDirectOptions): LlamaDirect {
       api.freeModel(model);
     },
   };
+}
+
+export interface LlamaQuantizeOptions {
+  /** llama_ftype, e.g. 15 for Q4_K_M (include/llama.h's LLAMA_FTYPE_MOSTLY_*). */
+  ftype: number;
+  /** Importance weights per tensor name (length: the tensor's row length × its expert count). */
+  imatrix?: ReadonlyMap<string, Float32Array>;
+  /** llama-quantize's --pure: every tensor of the file type's default type. */
+  pure?: boolean;
+  threads?: number;
+}
+
+/**
+ * llama.cpp's own quantizer (`llama_model_quantize`, what llama-quantize runs) on a GGUF file, with
+ * llama.cpp's default per-tensor mix for the file type unless `pure`.
+ */
+export function quantizeWithLlama(input: string, output: string, options: LlamaQuantizeOptions): void {
+  library ??= loadLibrary();
+  const { api, quantizeDefaults, ImatrixEntry } = library;
+  const entries = [...(options.imatrix ?? new Map<string, Float32Array>())];
+  // A null-terminated array of {name, data, size}; the names and data must outlive the call.
+  const table = entries.length > 0 ? koffi.alloc(ImatrixEntry, entries.length + 1) as bigint : null;
+  const buffers: bigint[] = [];
+  try {
+    if (table) {
+      const rows = entries.map(([name, data]) => {
+        const text = new TextEncoder().encode(`${name}\0`);
+        const nameBuffer = koffi.alloc("uint8_t", text.length) as bigint;
+        const buffer = koffi.alloc("float", data.length) as bigint;
+        buffers.push(nameBuffer, buffer);
+        new Uint8Array(koffi.view(nameBuffer, text.length)).set(text);
+        new Float32Array(koffi.view(buffer, data.length * 4)).set(data);
+        return { name: nameBuffer, data: buffer, size: data.length };
+      });
+      koffi.encode(table, koffi.array(ImatrixEntry, rows.length + 1), [...rows, { name: null, data: null, size: 0 }]);
+    }
+    recentLog.length = 0;
+    const status = api.quantize(input, output, {
+      ...quantizeDefaults,
+      ftype: options.ftype,
+      pure: options.pure ?? false,
+      nthread: options.threads ?? 2,
+      imatrix: table,
+    }) as number;
+    if (status !== 0) throw failure(`llama_model_quantize(${input} → ${output}, ftype ${options.ftype}) failed`);
+  } finally {
+    for (const buffer of buffers) koffi.free(buffer);
+    if (table) koffi.free(table);
+  }
 }

@@ -15,7 +15,7 @@ import type { PackerDescriptor } from "./packer.js";
  */
 
 /** How a matrix's activations must be prepared before a product. */
-export type ActivationFormat = "f32" | "f16" | "bf16" | "q8";
+export type ActivationFormat = "f32" | "f16" | "bf16" | "q8_0" | "q8_1" | "q8_k";
 
 export function activationFormatFor(type: GgmlType): ActivationFormat {
   switch (type) {
@@ -23,9 +23,19 @@ export function activationFormatFor(type: GgmlType): ActivationFormat {
     case GgmlType.F16: return "f16";
     case GgmlType.BF16: return "bf16";
     case GgmlType.Q8_0:
-    case GgmlType.Q4_0: return "q8";
+    case GgmlType.Q4_0: return "q8_0";
+    case GgmlType.Q2_K:
+    case GgmlType.Q3_K:
+    case GgmlType.Q4_K:
+    case GgmlType.Q5_K:
+    case GgmlType.Q6_K: return "q8_k";
     default: throw new Error(`no kernels for tensor type ${ggmlTypeName(type)}`);
   }
+}
+
+/** Values per block of an activation format (1 for the float formats). */
+export function activationBlockValues(format: ActivationFormat): number {
+  return format === "q8_k" ? 256 : format === "q8_0" || format === "q8_1" ? 32 : 1;
 }
 
 /**

@@ -49,7 +49,9 @@ export class ReferenceKernels implements Kernels {
       case "f32": return 4 * cols;
       case "f16":
       case "bf16": return 2 * cols;
-      case "q8": return (cols / QK) * Q8_0_BLOCK_BYTES;
+      case "q8_0": return (cols / QK) * Q8_0_BLOCK_BYTES;
+      case "q8_1": return (cols / QK) * 36;
+      case "q8_k": return (cols / 256) * 292;
     }
   }
 
@@ -69,7 +71,7 @@ export class ReferenceKernels implements Kernels {
         case "bf16":
           for (let i = 0; i < cols; i++) view.setUint16(out + 2 * i, fp32ToBf16(x[i]!), true);
           break;
-        case "q8":
+        case "q8_0":
           quantizeQ8_0Activations(x, arena.bytes, out);
           break;
       }

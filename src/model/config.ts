@@ -64,7 +64,7 @@ function expectShape(file: GgufFile, tensor: GgufTensorInfo, expected: number[][
   return match;
 }
 
-const WEIGHT_TYPES = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0]);
+const WEIGHT_TYPES = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K]);
 
 function expectType(file: GgufFile, tensor: GgufTensorInfo, allowed: Set<GgmlType>): void {
   if (!allowed.has(tensor.type)) {

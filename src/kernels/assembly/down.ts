@@ -17,7 +17,8 @@ import { F16_SIGN_EM, F16_EXP_INF, F32_INF, NIBBLE_MASK, PAIR_SHUFFLE, POW2_112,
 import { q8Bias, q8Scales } from "./activations";
 import { elementBytes, loadValues } from "./floats";
 import { BF16x, F16, F16x, F32, F32x, Q4, Q4_0, Q8, Q8_0, typeNumber } from "./types";
-import { hOffset, hqOffset, nonzeroNeurons, pairCountsOffset, pairsOffset } from "./expert";
+import { blockScratch, hOffset, hqOffset, nonzeroNeurons, pairCountsOffset, pairsOffset } from "./expert";
+import { blockDownRows, isBlockFormat } from "./blocks";
 import { activationRow } from "./quantized";
 
 @inline export function downBlockBytes(type: i32, hidden: i32): usize {
@@ -162,7 +163,8 @@ export function expertDown(type: i32, quantUpstream: bool, down: usize, hidden: 
     const h = scratch + <usize>j * tokenStride + hOffset(ffn);
     const count = nonzeroNeurons(h, b0 << 5, min<i32>(ffn, b1 << 5), list);
     const out = activationRow(y, yStride, yRows, j);
-    if (type == Q4_0) downRows<Q4>(down, rowBytes, h, list, count, out, r0, r1);
+    if (isBlockFormat(type)) blockDownRows(type, down, hidden, h, list, count, CHUNK_NEURONS, out, r0, r1, blockScratch(list, ffn));
+    else if (type == Q4_0) downRows<Q4>(down, rowBytes, h, list, count, out, r0, r1);
     else if (type == Q8_0) downRows<Q8>(down, rowBytes, h, list, count, out, r0, r1);
     else if (type == F32) downRows<F32x>(down, rowBytes, h, list, count, out, r0, r1);
     else if (type == F16) downRows<F16x>(down, rowBytes, h, list, count, out, r0, r1);

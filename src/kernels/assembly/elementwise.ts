@@ -3,6 +3,7 @@
 
 import { F16_EXP_INF, F16_SIGN_EM, F32_INF, NIBBLE_MASK, POW2_112, constant, f32ToHalves, halvesToF32 } from "./simd";
 import { BF16, F16, Q4_0, Q8_0 } from "./types";
+import { blockBytes, blockDequantize, blockValues, isBlockFormat } from "./blocks";
 
 /** Rows [r0, r1): dst = x / sqrt(mean(x²) + eps) · weight, the sum of squares in f64 in order. */
 export function rmsNorm(src: usize, weight: usize, cols: i32, eps: f32, dst: usize, r0: i32, r1: i32): void {
@@ -128,8 +129,13 @@ export function storeKv(kCache: usize, vCache: usize, half: bool, capacity: i32,
   }
 }
 
-/** Rows [r0, r1) of raw GGUF rows of `type` at src, dequantized to f32 at dst. */
-export function dequantizeRows(type: i32, src: usize, cols: i32, dst: usize, r0: i32, r1: i32): void {
+/** Rows [r0, r1) of raw GGUF rows of `type` at src, dequantized to f32 at dst (scratch: CANON_BYTES). */
+export function dequantizeRows(type: i32, src: usize, cols: i32, dst: usize, r0: i32, r1: i32, scratch: usize): void {
+  if (isBlockFormat(type)) {
+    const rowBytes = <usize>(cols / blockValues(type)) * blockBytes(type);
+    for (let r = r0; r < r1; r++) blockDequantize(type, src + <usize>r * rowBytes, 0, cols, dst + <usize>r * <usize>cols * 4, scratch);
+    return;
+  }
   const signEm = constant(F16_SIGN_EM);
   const pow2_112 = constant(POW2_112);
   const expInf = constant(F16_EXP_INF);

@@ -3,9 +3,11 @@
 // ready for the down projection. The second phase (down.ts) splits the output rows instead.
 //
 // Each token owns a scratch region of `expertTokenBytes(ffn)`:
-//   g f32[ffn] | h f32[ffn] | active rows i32[ffn] | h as a q8 row | pair counts i32[ffn/32] | pairs i32[ffn/32][16]
+//   g f32[ffn] | h f32[ffn] | active rows i32[ffn] | h prepared for down (q8_0, q8_1 or q8_k row) |
+//   pair counts i32[ffn/32] | pairs i32[ffn/32][16]
 
-import { q8RowBytes, quantizeBlocks, roundToBf16, roundToF16 } from "./activations";
+import { q8_1RowBytes, q8kRowBytes, q8RowBytes, quantizeBlocks, quantizeBlocks1, quantizeBlocksK, roundToBf16, roundToF16 } from "./activations";
+import { activationFormat, blockDownRows, blockGatheredRows, blockMatmul, blockValues, isBlockFormat } from "./blocks";
 import { floatGatheredRows, floatMatmul } from "./floats";
 import { activationRow, quantGatheredRows, quantMatmul, touchGatheredRows } from "./quantized";
 import { Q4_0, Q8_0 } from "./types";
@@ -18,6 +20,7 @@ import { CHUNK_BLOCKS, CHUNK_NEURONS, expertDown } from "./down";
 const DOWN_QUANT: i32 = 0; // q8 row and neuron pairs (Q4_0/Q8_0 in llama.cpp's orientation)
 const DOWN_F16: i32 = 2; // rounded to f16 (F16, llama.cpp's orientation)
 const DOWN_BF16: i32 = 3; // rounded to bf16
+const DOWN_BLOCK: i32 = 4; // a row of the block format's activation format, once a unit's neurons are done
 
 @inline export function hOffset(ffn: i32): usize {
   return <usize>ffn << 2;
@@ -28,8 +31,16 @@ const DOWN_BF16: i32 = 3; // rounded to bf16
 @inline export function hqOffset(ffn: i32): usize {
   return <usize>ffn * 12;
 }
+/** Room for h in any activation format a down matrix takes. */
+@inline function hqBytes(ffn: i32): usize {
+  return max<usize>(q8_1RowBytes(ffn), ffn % 256 == 0 ? q8kRowBytes(ffn) : 0);
+}
 @inline export function pairCountsOffset(ffn: i32): usize {
-  return hqOffset(ffn) + q8RowBytes(ffn);
+  return hqOffset(ffn) + hqBytes(ffn);
+}
+/** Where a thread's block-format scratch starts in its `list` area (after the neuron list and touch sink). */
+@inline export function blockScratch(list: usize, ffn: i32): usize {
+  return list + ((<usize>ffn * 4 + 16 + 63) & ~63);
 }
 @inline export function pairsOffset(ffn: i32): usize {
   return pairCountsOffset(ffn) + (<usize>(ffn >> 5) << 2);
@@ -43,16 +54,17 @@ export function expertTokenBytes(ffn: i32): usize {
 }
 
 function matmul(type: i32, w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
-  y: usize, yStride: usize, r0: i32, r1: i32): void {
+  y: usize, yStride: usize, r0: i32, r1: i32, scratch: usize): void {
   if (isQuant(type)) quantMatmul(type, w, cols, rows, x, xStride, xIndex, n, y, yStride, r0 >> 2, (r1 + 3) >> 2);
+  else if (isBlockFormat(type)) blockMatmul(type, w, cols, x, xStride, xIndex, n, y, yStride, 0, r0, r1, scratch);
   else floatMatmul(type, w, cols, rows, x, xStride, xIndex, n, y, yStride, r0, r1);
 }
 
 /** Phase one for neurons [n0, n1); returns how many (token, neuron) pairs had g > 0. */
 export function expertGateUp(type: i32, gate: usize, up: usize, hidden: i32, ffn: i32, x: usize, xStride: usize, xRows: usize,
-  n: i32, scratch: usize, tokenStride: usize, downKind: i32, n0: i32, n1: i32, sparse: bool, touchSink: usize): i32 {
-  matmul(type, gate, hidden, ffn, x, xStride, xRows, n, scratch, tokenStride, n0, n1);
-  if (!sparse) matmul(type, up, hidden, ffn, x, xStride, xRows, n, scratch + hOffset(ffn), tokenStride, n0, n1);
+  n: i32, scratch: usize, tokenStride: usize, downKind: i32, n0: i32, n1: i32, sparse: bool, touchSink: usize, work: usize): i32 {
+  matmul(type, gate, hidden, ffn, x, xStride, xRows, n, scratch, tokenStride, n0, n1, work);
+  if (!sparse) matmul(type, up, hidden, ffn, x, xStride, xRows, n, scratch + hOffset(ffn), tokenStride, n0, n1, work);
   let active = 0;
   for (let j = 0; j < n; j++) {
     const token = scratch + <usize>j * tokenStride;
@@ -72,8 +84,11 @@ export function expertGateUp(type: i32, gate: usize, up: usize, hidden: i32, ffn
       if (isQuant(type)) {
         if (j == 0) v128.store(touchSink, v128.or(v128.load(touchSink), touchGatheredRows(type, up, hidden, list, count)));
         quantGatheredRows(type, up, hidden, list, count, xj, h);
+      } else if (isBlockFormat(type)) {
+        blockGatheredRows(type, up, hidden, list, count, xj, h, work);
+      } else {
+        floatGatheredRows(type, up, hidden, list, count, xj, h);
       }
-      else floatGatheredRows(type, up, hidden, list, count, xj, h);
       for (let k = 0; k < count; k++) {
         const i = <usize>load<i32>(list + (<usize>k << 2));
         store<f32>(h + (i << 2), load<f32>(token + (i << 2)) * load<f32>(h + (i << 2)));
@@ -167,7 +182,12 @@ export function expertChunks(table: usize, task: i32, c0: i32, c1: i32, type: i3
   let active = 0;
   for (let m = n0; m < n1; m += step) {
     active += expertGateUp(type, <usize>field(table, task, 0), <usize>field(table, task, 1), hidden, ffn, x, xStride,
-      <usize>field(table, task, 4), n, tokens, tokenStride, downKind, m, min<i32>(n1, m + step), sparse, list + (<usize>ffn << 2));
+      <usize>field(table, task, 4), n, tokens, tokenStride, downKind, m, min<i32>(n1, m + step), sparse, list + (<usize>ffn << 2),
+      blockScratch(list, ffn));
+  }
+  // A block format's activation blocks may span several chunks: this unit's (whole blocks) are done.
+  if (downKind == DOWN_BLOCK) {
+    for (let j = 0; j < n; j++) prepareBlockDown(downType, tokens + <usize>j * tokenStride, ffn, n0, n1);
   }
   if (partials) {
     const chunks = chunkCount(ffn);
@@ -181,10 +201,26 @@ export function expertChunks(table: usize, task: i32, c0: i32, c1: i32, type: i3
   return active;
 }
 
-/** Phase two of task `task` with many tokens: output rows [r0, r1) (multiples of 32) of all its tokens. */
-export function expertRows(table: usize, task: i32, downType: i32, quantUpstream: bool, hidden: i32, ffn: i32, scratch: usize,
+/** h of neurons [n0, n1) (whole activation blocks) of one token, in the down matrix's activation format. */
+function prepareBlockDown(downType: i32, token: usize, ffn: i32, n0: i32, n1: i32): void {
+  const h = token + hOffset(ffn);
+  const hq = token + hqOffset(ffn);
+  const format = activationFormat(downType);
+  if (format == 5) quantizeBlocksK(h, ffn, hq, n0 >> 8, n1 >> 8);
+  else if (format == 4) quantizeBlocks1(h, ffn, hq, n0 >> 5, n1 >> 5);
+  else quantizeBlocks(h, ffn, hq, n0 >> 5, n1 >> 5);
+}
+
+/** Phase two of task `task`: output rows [r0, r1) (multiples of 32) of all its tokens. */
+export function expertRows(table: usize, task: i32, downType: i32, quantUpstream: bool, downKind: i32, hidden: i32, ffn: i32, scratch: usize,
   tokenStride: usize, out: usize, list: usize, r0: i32, r1: i32): void {
   const base = field(table, task, 6);
+  if (downKind == DOWN_BLOCK) {
+    // llama.cpp's orientation: the dense product of the down rows with each token's prepared h.
+    blockMatmul(downType, <usize>field(table, task, 2), ffn, scratch + <usize>base * tokenStride + hqOffset(ffn), tokenStride, 0,
+      field(table, task, 3), out, <usize>hidden << 2, <usize>field(table, task, 5), r0, r1, blockScratch(list, ffn));
+    return;
+  }
   expertDown(downType, quantUpstream, <usize>field(table, task, 2), hidden, ffn, field(table, task, 3), scratch + <usize>base * tokenStride,
     tokenStride, out, <usize>field(table, task, 5), <usize>hidden << 2, list, r0, r1, 0, ffn >> 5);
 }

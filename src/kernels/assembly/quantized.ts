@@ -15,6 +15,12 @@ import { q8Bias, q8I16, q8Scales } from "./activations";
 import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
 import { Q4, Q4_0, Q8, Q8_0, typeNumber } from "./types";
 import { floatMatmul } from "./floats";
+import { blockMatmul } from "./blocks";
+
+/** How a matrix is laid out and multiplied (numbered as MatrixKind in src/kernels/wasm/layout.ts). */
+export const MATRIX_FLOAT: i32 = 0;
+export const MATRIX_QUANT: i32 = 1; // Q4_0/Q8_0 in 4-row groups
+export const MATRIX_BLOCK: i32 = 2; // block formats in the file's layout (blocks.ts)
 
 
 @inline function rowBlockBytes(type: i32): usize {
@@ -355,15 +361,15 @@ export function touchGatheredRows(type: i32, w: usize, cols: i32, list: usize, c
 
 
 /**
- * One piece of a multi-product job: the products are listed at `table` (i32 fields each: quant,
+ * One piece of a multi-product job: the products are listed at `table` (i32 fields each: kind,
  * type, w, cols, rows, x, xStride, y, yStride, pieces, first piece, unused), each cut into its
  * number of pieces of whole row quads (see `share` in src/kernels/wasm/jobs.ts).
  */
-export function matmulPiece(table: usize, count: i32, n: i32, piece: i32): void {
+export function matmulPiece(table: usize, count: i32, n: i32, piece: i32, scratch: usize): void {
   let p = 0;
   while (p + 1 < count && load<i32>(table + <usize>(p + 1) * 48, 40) <= piece) p++;
   const f = table + <usize>p * 48;
-  const quant = load<i32>(f);
+  const kind = load<i32>(f);
   const type = load<i32>(f, 4);
   const w = <usize>load<u32>(f, 8);
   const cols = load<i32>(f, 12);
@@ -375,12 +381,13 @@ export function matmulPiece(table: usize, count: i32, n: i32, piece: i32): void 
   const pieces = load<i32>(f, 36);
   const unit = piece - load<i32>(f, 40);
   // share(total, pieces, unit): runs of whole quads (or of 4 rows), the first `extra` one longer.
-  const total = quant ? (rows + 3) >> 2 : (rows + 3) >> 2;
+  const total = (rows + 3) >> 2;
   const base = total / pieces;
   const extra = total % pieces;
   const start = unit * base + min<i32>(unit, extra);
   const end = start + base + (unit < extra ? 1 : 0);
   if (start >= end) return;
-  if (quant) quantMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, start, end);
+  if (kind == MATRIX_QUANT) quantMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, start, end);
+  else if (kind == MATRIX_BLOCK) blockMatmul(type, w, cols, x, xStride, 0, n, y, yStride, 0, start << 2, min<i32>(rows, end << 2), scratch);
   else floatMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, start << 2, min<i32>(rows, end << 2));
 }

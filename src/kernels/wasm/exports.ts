@@ -10,14 +10,16 @@ export interface KernelExports {
   packDown(type: number, upstream: number, src: number, dst: number, rows: number, cols: number, scratch: number): void;
   quantMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, g0: number, g1: number): void;
-  matmulPiece(table: number, count: number, n: number, piece: number): void;
+  matmulPiece(table: number, count: number, n: number, piece: number, scratch: number): void;
+  blockMatmul(type: number, w: number, cols: number, x: number, xStride: number, xIndex: number, n: number,
+    y: number, yStride: number, yIndex: number, r0: number, r1: number, scratch: number): void;
   floatMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, r0: number, r1: number): void;
   expertTokenBytes(ffn: number): number;
   chunkCount(ffn: number): number;
   expertChunks(table: number, task: number, c0: number, c1: number, type: number, downType: number, quantUpstream: number, downKind: number,
     hidden: number, ffn: number, x: number, xStride: number, scratch: number, tokenStride: number, partials: number, list: number, sparse: number): number;
-  expertRows(table: number, task: number, downType: number, quantUpstream: number, hidden: number, ffn: number, scratch: number,
+  expertRows(table: number, task: number, downType: number, quantUpstream: number, downKind: number, hidden: number, ffn: number, scratch: number,
     tokenStride: number, out: number, list: number, r0: number, r1: number): void;
   expertReduce(table: number, tasks: number, hidden: number, ffn: number, partials: number, out: number): void;
   attendChunks(k: number, v: number, half: number, slotBytes: number, capacity: number, q: number, group: number, headDim: number,
@@ -31,11 +33,11 @@ export interface KernelExports {
   moeCombine(y: number, weights: number, k: number, hidden: number, residual: number, out: number, t0: number, t1: number): void;
   storeKv(kCache: number, vCache: number, half: number, capacity: number, width: number, k: number, v: number, positions: number,
     n: number, s0: number, s1: number): void;
-  dequantizeRows(type: number, src: number, cols: number, dst: number, r0: number, r1: number): void;
+  dequantizeRows(type: number, src: number, cols: number, dst: number, r0: number, r1: number, scratch: number): void;
 }
 
 /** Activation format numbers as the module knows them. */
-export const FORMAT_NUMBER = { f32: 0, f16: 1, bf16: 2, q8: 3 } as const;
+export const FORMAT_NUMBER = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q8_1: 4, q8_k: 5 } as const;
 
 export type SimdLevel = "relaxed" | "simd128";
 

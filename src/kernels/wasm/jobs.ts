@@ -1,6 +1,6 @@
 import { DOWN_CHUNK } from "../api.js";
 import { KernelExports } from "./exports.js";
-import { ATTENTION_CHUNK, PRODUCT_TABLE, partialBytes, threadScratch } from "./layout.js";
+import { ATTENTION_CHUNK, MatrixKind, PRODUCT_TABLE, partialBytes, threadScratch } from "./layout.js";
 
 /**
  * Jobs the main thread hands to the pool. A job is cut into `units` pieces, contiguous ranges fixed
@@ -56,29 +56,32 @@ export function runUnit(context: JobContext, op: OpCode, a: JobArgs, unit: numbe
     }
     case Op.Matmuls: {
       // One unit = one piece of the products listed in the arena's product table.
-      k.matmulPiece(PRODUCT_TABLE, a[1]!, a[2]!, unit);
+      k.matmulPiece(PRODUCT_TABLE, a[1]!, a[2]!, unit, threadScratch(participant));
       return 0;
     }
     case Op.Matmul: {
-      const [quant, type, w, cols, rows, x, xStride, n, y, yStride] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!];
-      if (quant) {
+      const [kind, type, w, cols, rows, x, xStride, n, y, yStride] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!];
+      if (kind === MatrixKind.Quant) {
         const [g0, g1] = share(Math.ceil(rows / 4), units, unit);
         if (g0 < g1) k.quantMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, g0, g1);
-      } else {
-        const [r0, r1] = share(rows, units, unit, 4);
-        if (r0 < r1) k.floatMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, r0, r1);
+        return 0;
       }
+      const [r0, r1] = share(rows, units, unit, 4);
+      if (r0 >= r1) return 0;
+      if (kind === MatrixKind.Block) k.blockMatmul(type, w, cols, x, xStride, 0, n, y, yStride, 0, r0, r1, threadScratch(participant));
+      else k.floatMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, r0, r1);
       return 0;
     }
     case Op.ExpertChunks: {
       // One unit = (task, run of chunks of neurons): each task's chunks are cut into `splits` runs.
-      const [table, tasks, type, downType, quantUpstream, downKind, hidden, ffn, x, xStride, scratch, tokenStride, partials, sparse, splits] =
-        [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!, a[14]!, a[15]!];
+      // Runs of chunks are whole multiples of `align` chunks (a block format's activation blocks).
+      const [table, tasks, type, downType, quantUpstream, downKind, hidden, ffn, x, xStride, scratch, tokenStride, partials, sparse, splits, align] =
+        [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!, a[14]!, a[15]!, a[16]!];
       const chunks = Math.ceil(ffn / DOWN_CHUNK);
       const [u0, u1] = share(tasks * splits, units, unit);
       let active = 0;
       for (let u = u0; u < u1; u++) {
-        const [c0, c1] = share(chunks, splits, u % splits);
+        const [c0, c1] = share(chunks, splits, u % splits, align);
         if (c0 < c1) {
           active += k.expertChunks(table, Math.floor(u / splits), c0, c1, type, downType, quantUpstream, downKind, hidden, ffn, x, xStride,
             scratch, tokenStride, partials, threadScratch(participant), sparse);
@@ -88,12 +91,14 @@ export function runUnit(context: JobContext, op: OpCode, a: JobArgs, unit: numbe
     }
     case Op.ExpertRows: {
       // One unit = (task, range of output rows).
-      const [table, tasks, downType, quantUpstream, hidden, ffn, scratch, tokenStride, out, ranges] =
-        [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!];
+      const [table, tasks, downType, quantUpstream, downKind, hidden, ffn, scratch, tokenStride, out, ranges] =
+        [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!];
       const [u0, u1] = share(tasks * ranges, units, unit);
       for (let u = u0; u < u1; u++) {
         const [r0, r1] = share(hidden, ranges, u % ranges, 32);
-        if (r0 < r1) k.expertRows(table, Math.floor(u / ranges), downType, quantUpstream, hidden, ffn, scratch, tokenStride, out, threadScratch(participant), r0, r1);
+        if (r0 < r1) {
+          k.expertRows(table, Math.floor(u / ranges), downType, quantUpstream, downKind, hidden, ffn, scratch, tokenStride, out, threadScratch(participant), r0, r1);
+        }
       }
       return 0;
     }
@@ -174,7 +179,7 @@ export function runUnit(context: JobContext, op: OpCode, a: JobArgs, unit: numbe
     case Op.Dequantize: {
       const [type, src, cols, dst, n] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!];
       const [r0, r1] = share(n, units, unit);
-      if (r0 < r1) k.dequantizeRows(type, src, cols, dst, r0, r1);
+      if (r0 < r1) k.dequantizeRows(type, src, cols, dst, r0, r1, threadScratch(participant));
       return 0;
     }
   }

@@ -11,6 +11,7 @@ import {
   KvLayerRef,
   MatrixRef,
   WeightKind,
+  activationBlockValues,
   activationFormatFor,
 } from "../api.js";
 import { Arena, Ptr } from "../arena.js";
@@ -25,8 +26,11 @@ import {
   PRODUCT_TABLE,
   THREAD_SCRATCH_BYTES,
   attentionChunkScratch,
+  MatrixKind,
   checkType,
+  isBlock,
   isQuant,
+  matrixKind,
   packedBytes,
   partialBytes,
   partialsArea,
@@ -59,7 +63,12 @@ const TASK_BYTES = 32;
 const LIGHT_TOKENS = 8;
 
 /** Expert down preparation, numbered as in src/kernels/assembly/expert.ts. */
-const DownKind = { Quant: 0, AsIs: 1, F16: 2, BF16: 3 } as const;
+const DownKind = { Quant: 0, AsIs: 1, F16: 2, BF16: 3, Block: 4 } as const;
+
+/** Work of one multiply-add of a matrix kind, in Q4_0 multiply-adds (for cutting jobs). */
+function workPerValue(kind: number): number {
+  return kind === MatrixKind.Quant ? 1 : kind === MatrixKind.Block ? 2 : 4;
+}
 
 /**
  * Work (in Q4_0 multiply-adds, ~5 µs per 2^17) worth a unit of its own: handing a job over costs
@@ -141,7 +150,8 @@ export class WasmKernels implements Kernels {
   }
 
   activationBytes(format: ActivationFormat, cols: number): number {
-    if (format === "q8" && cols % 32 !== 0) throw new Error(`wasm kernels: q8 rows of ${cols} values are not whole blocks`);
+    const block = activationBlockValues(format);
+    if (cols % block !== 0) throw new Error(`wasm kernels: ${format} rows of ${cols} values are not whole ${block}-value blocks`);
     return this.formulas.activationRowBytes(FORMAT_NUMBER[format], cols);
   }
 
@@ -153,9 +163,9 @@ export class WasmKernels implements Kernels {
   matmul(w: MatrixRef, x: Ptr, n: number, y: Ptr): void {
     checkType(w.type, w.cols);
     const xStride = this.activationBytes(activationFormatFor(w.type), w.cols);
-    const quant = isQuant(w.type);
-    const units = this.units((quant ? 1 : 4) * w.rows * w.cols * n, Math.ceil(w.rows / 4));
-    this.pool.run(Op.Matmul, [this.own(w.arena), quant ? 1 : 0, w.type, w.ptr, w.cols, w.rows, x, xStride, n, y, 4 * w.rows], units);
+    const kind = matrixKind(w.type);
+    const units = this.units(workPerValue(kind) * w.rows * w.cols * n, Math.ceil(w.rows / 4));
+    this.pool.run(Op.Matmul, [this.own(w.arena), kind, w.type, w.ptr, w.cols, w.rows, x, xStride, n, y, 4 * w.rows], units);
   }
 
   matmuls(products: readonly MatrixProduct[], n: number): void {
@@ -168,14 +178,14 @@ export class WasmKernels implements Kernels {
     products.forEach(({ w, x, y }, i) => {
       if (w.arena !== arenaRef) throw new Error("wasm kernels: a call's products must share one arena");
       checkType(w.type, w.cols);
-      const quant = isQuant(w.type);
+      const kind = matrixKind(w.type);
       const bytes = this.packedBytes("matrix", w.type, w.rows, w.cols);
       // Pieces of about 64 KiB of weights, a quad of rows at least (for every type: see matmulPiece).
       const pieces = Math.max(1, Math.min(Math.ceil(w.rows / 4), Math.round(bytes / PIECE_BYTES)));
       const o = (PRODUCT_TABLE >> 2) + i * PRODUCT_FIELDS;
-      i32.set([quant ? 1 : 0, w.type, w.ptr, w.cols, w.rows, x, this.activationBytes(activationFormatFor(w.type), w.cols), y, 4 * w.rows, pieces, first, 0], o);
+      i32.set([kind, w.type, w.ptr, w.cols, w.rows, x, this.activationBytes(activationFormatFor(w.type), w.cols), y, 4 * w.rows, pieces, first, 0], o);
       first += pieces;
-      work += (quant ? 1 : 4) * w.rows * w.cols * n;
+      work += workPerValue(kind) * w.rows * w.cols * n;
     });
     // Every piece is a unit (one thread runs them all in turn). Tiny jobs stay on this thread: each
     // product is then too small for `matmul` to share out.
@@ -212,9 +222,13 @@ export class WasmKernels implements Kernels {
     const arena = this.own(arenaRef);
     const tokenStride = this.formulas.expertTokenBytes(ffn);
     const quantUpstream = down.layout === "upstream" && isQuant(down.type);
+    const blockUpstream = down.layout === "upstream" && isBlock(down.type);
     const downKind = quantUpstream ? DownKind.Quant
+      : blockUpstream ? DownKind.Block
       : down.layout === "transposed" || down.type === GgmlType.F32 ? DownKind.AsIs
       : down.type === GgmlType.F16 ? DownKind.F16 : DownKind.BF16;
+    // A block format's h is prepared a whole activation block at a time, by the unit that computed it.
+    const align = blockUpstream ? Math.max(1, activationBlockValues(activationFormatFor(down.type)) / DOWN_CHUNK) : 1;
     const xStride = this.activationBytes(activationFormatFor(gate.type), hidden);
     // The task table, then the token regions, then (few tokens) the chunk partial sums.
     const table = scratch;
@@ -233,7 +247,9 @@ export class WasmKernels implements Kernels {
       tokens += count;
     }
     const regions = table + TASK_BYTES * tokens;
-    const light = tokens <= LIGHT_TOKENS;
+    // Few tokens: each unit also sums its chunks' share of the down product (not for block formats,
+    // whose down product needs every neuron of an activation block at once).
+    const light = tokens <= LIGHT_TOKENS && !blockUpstream;
     const partials = light ? regions + tokens * tokenStride : 0;
     const chunks = Math.ceil(ffn / DOWN_CHUNK);
     const work = 2 * ffn * hidden * tokens;
@@ -242,13 +258,13 @@ export class WasmKernels implements Kernels {
     const splits = this.threads === 1 ? 1 : Math.min(chunks, Math.max(1, Math.ceil((2 * this.threads) / tasks.length)));
     const active = this.pool.run(Op.ExpertChunks,
       [arena, table, tasks.length, gate.type, down.type, quantUpstream ? 1 : 0, downKind, hidden, ffn, x, xStride, regions, tokenStride, partials,
-        sparse ? 1 : 0, splits],
+        sparse ? 1 : 0, splits, align],
       this.fineUnits(work, tasks.length * splits));
     if (light) {
       this.main.instance(arena).expertReduce(table, tasks.length, hidden, ffn, partials, out);
     } else {
       const ranges = Math.max(1, Math.min(hidden / 32, Math.round((4 * this.threads) / tasks.length)));
-      this.pool.run(Op.ExpertRows, [arena, table, tasks.length, down.type, quantUpstream ? 1 : 0, hidden, ffn, regions, tokenStride, out, ranges],
+      this.pool.run(Op.ExpertRows, [arena, table, tasks.length, down.type, quantUpstream ? 1 : 0, downKind, hidden, ffn, regions, tokenStride, out, ranges],
         this.fineUnits(ffn * hidden * tokens, tasks.length * ranges));
     }
     return active;

@@ -1,4 +1,4 @@
-import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../../gguf/types.js";
+import { GgmlType, ggmlBlockSize, ggmlRowBytes, ggmlTypeName } from "../../gguf/types.js";
 import { DownLayout, WeightKind } from "../api.js";
 
 /**
@@ -44,14 +44,30 @@ export function partialBytes(group: number, headDim: number): number {
 /** Row-blocks of a type per 64-byte line of a packed 4-row group (see assembly/quantized.ts). */
 const BLOCKS_PER_LINE: Partial<Record<GgmlType, number>> = { [GgmlType.Q4_0]: 4, [GgmlType.Q8_0]: 2 };
 const FLOAT_TYPES = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
+/** Formats the kernels decode block by block to the canonical form (assembly/blocks.ts). */
+const BLOCK_TYPES = new Set([GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K]);
+
+/** How the kernels lay out and multiply a matrix (numbered as MATRIX_* in assembly/quantized.ts). */
+export const MatrixKind = { Float: 0, Quant: 1, Block: 2 } as const;
+
+export function matrixKind(type: GgmlType): number {
+  if (type === GgmlType.Q4_0 || type === GgmlType.Q8_0) return MatrixKind.Quant;
+  if (BLOCK_TYPES.has(type)) return MatrixKind.Block;
+  return MatrixKind.Float;
+}
 
 export function isQuant(type: GgmlType): boolean {
-  return type === GgmlType.Q4_0 || type === GgmlType.Q8_0;
+  return matrixKind(type) === MatrixKind.Quant;
+}
+
+export function isBlock(type: GgmlType): boolean {
+  return matrixKind(type) === MatrixKind.Block;
 }
 
 export function checkType(type: GgmlType, cols: number): void {
-  if (!isQuant(type) && !FLOAT_TYPES.has(type)) throw new Error(`wasm kernels: no kernels for ${ggmlTypeName(type)}`);
-  if (isQuant(type) && cols % 32 !== 0) throw new Error(`wasm kernels: ${ggmlTypeName(type)} rows of ${cols} values are not whole blocks`);
+  if (!isQuant(type) && !isBlock(type) && !FLOAT_TYPES.has(type)) throw new Error(`wasm kernels: no kernels for ${ggmlTypeName(type)}`);
+  const blockSize = ggmlBlockSize(type);
+  if (cols % blockSize !== 0) throw new Error(`wasm kernels: ${ggmlTypeName(type)} rows of ${cols} values are not whole ${blockSize}-value blocks`);
 }
 
 /**
