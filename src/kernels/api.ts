@@ -23,7 +23,22 @@ export function activationFormatFor(type: GgmlType): ActivationFormat {
     case GgmlType.F16: return "f16";
     case GgmlType.BF16: return "bf16";
     case GgmlType.Q8_0:
-    case GgmlType.Q4_0: return "q8_0";
+    case GgmlType.Q4_0:
+    case GgmlType.Q5_0:
+    case GgmlType.IQ4_NL:
+    case GgmlType.MXFP4: return "q8_0";
+    case GgmlType.Q4_1:
+    case GgmlType.Q5_1: return "q8_1";
+    case GgmlType.IQ4_XS:
+    case GgmlType.IQ2_XXS:
+    case GgmlType.IQ2_XS:
+    case GgmlType.IQ2_S:
+    case GgmlType.IQ3_XXS:
+    case GgmlType.IQ3_S:
+    case GgmlType.IQ1_S:
+    case GgmlType.IQ1_M:
+    case GgmlType.TQ1_0:
+    case GgmlType.TQ2_0:
     case GgmlType.Q2_K:
     case GgmlType.Q3_K:
     case GgmlType.Q4_K:

@@ -9,49 +9,84 @@
 import { CANON_BYTES, CANON_F0, CANON_F1, CANON_MINS, CANON_SCALES, CANON_VALUES, FORM_DK, FORM_DMIN, FORM_Q81 } from "./canonical";
 import { q8_1Sums, q8I16, q8kScales, q8kSums, q8Scales } from "./activations";
 import { decodeQ2K, decodeQ3K, decodeQ4K, decodeQ5K, decodeQ6K } from "./kquants";
+import { decodeIQ4_NL, decodeIQ4_XS, decodeMXFP4, decodeQ4_1, decodeQ5_0, decodeQ5_1, decodeTQ1_0, decodeTQ2_0 } from "./legacy";
+import { decodeIQ1_M, decodeIQ1_S, decodeIQ2_S, decodeIQ2_XS, decodeIQ2_XXS, decodeIQ3_S, decodeIQ3_XXS } from "./iquants";
 import { activationRow, storeLanes } from "./quantized";
 import { transposeSum } from "./simd";
-import { Q2_K, Q3_K, Q4_K, Q5_K, Q6_K } from "./types";
+import { IQ1_M, IQ1_S, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS, IQ4_NL, IQ4_XS, MXFP4, Q2_K, Q3_K, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, TQ1_0, TQ2_0 } from "./types";
 
 /** Whether `type` is a block format served here. */
 export function isBlockFormat(type: i32): bool {
-  return type == Q2_K || type == Q3_K || type == Q4_K || type == Q5_K || type == Q6_K;
+  return blockBytes(type) != 0;
 }
 
 /** Values per block. */
 export function blockValues(type: i32): i32 {
-  return 256;
+  return type == Q4_1 || type == Q5_0 || type == Q5_1 || type == IQ4_NL || type == MXFP4 ? 32 : 256;
 }
 
-/** Bytes per block in the file. */
+/** Bytes per block in the file (0: not a block format). */
 export function blockBytes(type: i32): usize {
   switch (type) {
+    case Q4_1: return 20;
+    case Q5_0: return 22;
+    case Q5_1: return 24;
+    case IQ4_NL: return 18;
+    case MXFP4: return 17;
     case Q2_K: return 84;
     case Q3_K: return 110;
     case Q4_K: return 144;
     case Q5_K: return 176;
     case Q6_K: return 210;
+    case IQ4_XS: return 136;
+    case TQ1_0: return 54;
+    case TQ2_0: return 66;
+    case IQ2_XXS: return 66;
+    case IQ2_XS: return 74;
+    case IQ2_S: return 82;
+    case IQ3_XXS: return 98;
+    case IQ3_S: return 110;
+    case IQ1_S: return 50;
+    case IQ1_M: return 56;
   }
   return 0;
 }
 
 @inline function formOf(type: i32): i32 {
-  return type == Q2_K || type == Q4_K || type == Q5_K ? FORM_DMIN : FORM_DK;
+  if (type == Q2_K || type == Q4_K || type == Q5_K) return FORM_DMIN;
+  if (type == Q4_1 || type == Q5_1) return FORM_Q81;
+  return FORM_DK;
 }
 
 /** The activation format a block format's products take (FORMAT_* of index.ts: 3 q8_0, 4 q8_1, 5 q8_k). */
 export function activationFormat(type: i32): i32 {
-  return 5;
+  if (type == Q4_1 || type == Q5_1) return 4;
+  return blockValues(type) == 32 ? 3 : 5;
 }
 
-/** Decodes block `b` (its bytes at p) into the canonical block at c. */
+/** Decodes one block (its bytes at p) into the canonical block at c. */
 function decode(type: i32, p: usize, c: usize): void {
   switch (type) {
+    case Q4_1: decodeQ4_1(p, c); break;
+    case Q5_0: decodeQ5_0(p, c); break;
+    case Q5_1: decodeQ5_1(p, c); break;
+    case IQ4_NL: decodeIQ4_NL(p, c); break;
+    case MXFP4: decodeMXFP4(p, c); break;
     case Q2_K: decodeQ2K(p, c); break;
     case Q3_K: decodeQ3K(p, c); break;
     case Q4_K: decodeQ4K(p, c); break;
     case Q5_K: decodeQ5K(p, c); break;
     case Q6_K: decodeQ6K(p, c); break;
+    case IQ4_XS: decodeIQ4_XS(p, c); break;
+    case TQ1_0: decodeTQ1_0(p, c); break;
+    case TQ2_0: decodeTQ2_0(p, c); break;
+    case IQ2_XXS: decodeIQ2_XXS(p, c); break;
+    case IQ2_XS: decodeIQ2_XS(p, c); break;
+    case IQ2_S: decodeIQ2_S(p, c); break;
+    case IQ3_XXS: decodeIQ3_XXS(p, c); break;
+    case IQ3_S: decodeIQ3_S(p, c); break;
+    case IQ1_S: decodeIQ1_S(p, c); break;
+    case IQ1_M: decodeIQ1_M(p, c); break;
   }
 }
 
@@ -202,9 +237,23 @@ export function blockDequantize(type: i32, row: usize, b0: i32, count: i32, out:
       const q1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo));
       const q2 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi));
       const q3 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi));
-      // ggml: y = (d·scale)·q [− dmin·min]
-      const ds = f32x4.splat(f0 * scale);
-      if (form == FORM_DMIN) {
+      // ggml: y = (d·scale)·q − dmin·min; q·d + m for Q4_1/Q5_1 (their scale is 1); ((d·scale)·k)·q
+      // for the other forms, except IQ1's (d·scale)·(q·k) (its values carry the delta, see iquants.ts).
+      const iq1 = type == IQ1_S || type == IQ1_M;
+      const ds = f32x4.splat(form == FORM_DK && !iq1 ? f0 * scale * f1 : f0 * scale);
+      if (iq1) {
+        const k = f32x4.splat(f1);
+        v128.store(o, f32x4.mul(ds, f32x4.mul(q0, k)));
+        v128.store(o, f32x4.mul(ds, f32x4.mul(q1, k)), 16);
+        v128.store(o, f32x4.mul(ds, f32x4.mul(q2, k)), 32);
+        v128.store(o, f32x4.mul(ds, f32x4.mul(q3, k)), 48);
+      } else if (form == FORM_Q81) {
+        const m = f32x4.splat(f1);
+        v128.store(o, f32x4.add(f32x4.mul(ds, q0), m));
+        v128.store(o, f32x4.add(f32x4.mul(ds, q1), m), 16);
+        v128.store(o, f32x4.add(f32x4.mul(ds, q2), m), 32);
+        v128.store(o, f32x4.add(f32x4.mul(ds, q3), m), 48);
+      } else if (form == FORM_DMIN) {
         const m = f32x4.splat(f1 * <f32>load<i32>(scratch + CANON_MINS + (<usize>g << 2)));
         v128.store(o, f32x4.sub(f32x4.mul(ds, q0), m));
         v128.store(o, f32x4.sub(f32x4.mul(ds, q1), m), 16);

@@ -1,3 +1,5 @@
+import { initSignMasks } from "./iquants";
+
 // Shared SIMD helpers. Vector constants live in memory (written by `initConstants`) and are loaded
 // into locals at the top of each kernel: V8 rematerializes `v128.const` at every use inside loops,
 // which costs three instructions each time, while a value loaded once stays in a register.
@@ -11,14 +13,19 @@ export const F16_EXP_INF: usize = 32; // i32x4 0x0f800000: a half's all-ones exp
 export const F32_INF: usize = 48; // i32x4 0x7f800000
 export const POW2_112: usize = 64; // f32x4 2^112
 export const PAIR_SHUFFLE: usize = 80; // i8x16 0,8,1,9,…,7,15: interleaves the halves of a vector byte by byte
+export const IQ4NL_VALUES: usize = 96; // i8x16 kvalues_iq4nl: IQ4_NL/IQ4_XS nibble → value
+export const FP4_VALUES: usize = 112; // i8x16 kvalues_mxfp4: E2M1 nibble → twice its value
 
 export function initConstants(): void {
+  initSignMasks();
   v128.store(CONSTANTS + NIBBLE_MASK, i8x16.splat(0x0f));
   v128.store(CONSTANTS + F16_SIGN_EM, i32x4.splat(0x8fffe000));
   v128.store(CONSTANTS + F16_EXP_INF, i32x4.splat(0x0f800000));
   v128.store(CONSTANTS + F32_INF, i32x4.splat(0x7f800000));
   v128.store(CONSTANTS + POW2_112, f32x4.splat(reinterpret<f32>(0x77800000)));
   v128.store(CONSTANTS + PAIR_SHUFFLE, i8x16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15));
+  v128.store(CONSTANTS + IQ4NL_VALUES, i8x16(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113));
+  v128.store(CONSTANTS + FP4_VALUES, i8x16(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12));
 }
 
 @inline export function constant(offset: usize): v128 {

@@ -38,6 +38,7 @@ import {
   threadScratch,
 } from "./layout.js";
 import { ArenaInstances, WorkerPool } from "./pool.js";
+import { writeCodebooks } from "./tables.js";
 
 export interface WasmKernelOptions {
   /** Threads including the calling one (default: the machine's parallelism). */
@@ -114,6 +115,7 @@ export class WasmKernels implements Kernels {
 
   createArena(initialBytes = this.reservedArenaBytes): Arena {
     const arena = new Arena(this.arenaCount++, this.reservedArenaBytes, Math.max(initialBytes, this.reservedArenaBytes));
+    writeCodebooks(arena.bytes);
     this.main.attach(arena.index, arena.memory);
     this.pool.attach(arena.index, arena.memory);
     this.arenas.add(arena);

@@ -9,11 +9,15 @@ import { DownLayout, WeightKind } from "../api.js";
  *   PARTIALS_BYTES        chunk summaries of a decode step's attention, spread over threads
  */
 const CONSTANTS_BYTES = 4096;
+/** The i-quant codebooks (see assembly/iquants.ts TABLES), right after the constants. */
+export const TABLES_OFFSET = CONSTANTS_BYTES;
+export const TABLES_BYTES = 36864;
+const FIXED_BYTES = CONSTANTS_BYTES + TABLES_BYTES;
 export const THREAD_SCRATCH_BYTES = 384 << 10;
 export const PARTIALS_BYTES = 2 << 20;
 
 export function reservedBytes(threads: number): number {
-  return CONSTANTS_BYTES + threads * THREAD_SCRATCH_BYTES + PARTIALS_BYTES;
+  return FIXED_BYTES + threads * THREAD_SCRATCH_BYTES + PARTIALS_BYTES;
 }
 
 /** Where a multi-product job's table lives, and how many products it holds at most. */
@@ -22,11 +26,11 @@ export const PRODUCT_FIELDS = 12;
 export const MAX_PRODUCTS = Math.floor((CONSTANTS_BYTES - PRODUCT_TABLE) / (4 * PRODUCT_FIELDS));
 
 export function threadScratch(index: number): number {
-  return CONSTANTS_BYTES + index * THREAD_SCRATCH_BYTES;
+  return FIXED_BYTES + index * THREAD_SCRATCH_BYTES;
 }
 
 export function partialsArea(threads: number): number {
-  return CONSTANTS_BYTES + threads * THREAD_SCRATCH_BYTES;
+  return FIXED_BYTES + threads * THREAD_SCRATCH_BYTES;
 }
 
 /** Positions per attention chunk: fixed, so results never depend on how chunks are shared out. */
@@ -45,7 +49,11 @@ export function partialBytes(group: number, headDim: number): number {
 const BLOCKS_PER_LINE: Partial<Record<GgmlType, number>> = { [GgmlType.Q4_0]: 4, [GgmlType.Q8_0]: 2 };
 const FLOAT_TYPES = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
 /** Formats the kernels decode block by block to the canonical form (assembly/blocks.ts). */
-const BLOCK_TYPES = new Set([GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K]);
+const BLOCK_TYPES = new Set([
+  GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL, GgmlType.MXFP4,
+  GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_XS, GgmlType.TQ1_0, GgmlType.TQ2_0,
+  GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ1_S, GgmlType.IQ1_M,
+]);
 
 /** How the kernels lay out and multiply a matrix (numbered as MATRIX_* in assembly/quantized.ts). */
 export const MatrixKind = { Float: 0, Quant: 1, Block: 2 } as const;
