@@ -59,8 +59,8 @@ class Bench {
   }
   q8(x: Float32Array, rows: number, cols: number): Ptr {
     const src = this.put(x);
-    const dst = this.arena.alloc(rows * this.kernels.activationBytes("q8", cols));
-    this.kernels.prepareActivations(this.arena, "q8", src, rows, cols, dst);
+    const dst = this.arena.alloc(rows * this.kernels.activationBytes("q8_0", cols));
+    this.kernels.prepareActivations(this.arena, "q8_0", src, rows, cols, dst);
     return dst;
   }
 }

@@ -114,14 +114,14 @@ test("a failing job reports its error and leaves the pool usable", () => {
   const on = sideFor(wasm2);
   const raw = rawMatrix(GgmlType.Q4_0, 256, 64, 1);
   const w = on.matrix(GgmlType.Q4_0, 256, 64, raw);
-  const x = on.prepared("q8", randoms(64, 2), 1, 64);
+  const x = on.prepared("q8_0", randoms(64, 2), 1, 64);
   // An output beyond the memory traps in whichever thread runs a unit writing there.
   for (let attempt = 0; attempt < 3; attempt++) assert.throws(() => wasm2.matmul(w, x, 1, on.arena.capacity + 4096), /out of bounds/);
   const y = on.arena.alloc(4 * 256);
   wasm2.matmul(w, x, 1, y);
   const expected = sideFor(reference);
   const ref = expected.arena.alloc(4 * 256);
-  reference.matmul(expected.matrix(GgmlType.Q4_0, 256, 64, raw), expected.prepared("q8", randoms(64, 2), 1, 64), 1, ref);
+  reference.matmul(expected.matrix(GgmlType.Q4_0, 256, 64, raw), expected.prepared("q8_0", randoms(64, 2), 1, 64), 1, ref);
   assertBits(on.f32(y, 256), expected.f32(ref, 256), "after the failure");
 });
 
@@ -137,10 +137,10 @@ describe("activation preparation", () => {
     x[130] = -7e-30;
     const wasm = sideFor(wasm2);
     const ref = sideFor(reference);
-    const ours = wasm.prepared("q8", x, rows, cols);
-    const theirs = ref.prepared("q8", x, rows, cols);
-    const rowBytes = wasm2.activationBytes("q8", cols);
-    const refRowBytes = reference.activationBytes("q8", cols);
+    const ours = wasm.prepared("q8_0", x, rows, cols);
+    const theirs = ref.prepared("q8_0", x, rows, cols);
+    const rowBytes = wasm2.activationBytes("q8_0", cols);
+    const refRowBytes = reference.activationBytes("q8_0", cols);
     const blocks = cols / 32;
     for (let r = 0; r < rows; r++) {
       const row = ours + r * rowBytes;

@@ -1,4 +1,5 @@
 import { GgmlType, ggmlTypeName } from "../gguf/types.js";
+import { ACTIVATION_FORMATS, WEIGHT_FORMATS, type ActivationFormat } from "../quant/formats/index.js";
 import { Arena, Ptr } from "./arena.js";
 import type { PackerDescriptor } from "./packer.js";
 
@@ -7,25 +8,19 @@ import type { PackerDescriptor } from "./packer.js";
  * (`reference.ts`, the definition of every operation, used by tests as ground truth) and the
  * WebAssembly SIMD one on a worker pool. All operands live in arenas and are named by pointer.
  *
- * Semantics follow llama.cpp's CPU backend, so results agree with it:
- * - Q4_0 and Q8_0 weights multiply Q8_0-quantized activations (integer dot per 32-block, then
- *   scaled by the product of the two block scales and accumulated in f32).
- * - F16 and BF16 weights multiply activations rounded to F16/BF16; products summed in float.
- * - F32 weights multiply f32 activations.
+ * Semantics follow llama.cpp's CPU backend, so results agree with it: each weight type multiplies
+ * activations prepared as ggml's vec_dot_type for it (src/quant/formats: Q8_0, Q8_1 or Q8_K
+ * blocks for quantized weights, F16/BF16/F32 for float ones), with the block arithmetic of the
+ * format table's reference `dot`.
  */
 
-/** How a matrix's activations must be prepared before a product. */
-export type ActivationFormat = "f32" | "f16" | "bf16" | "q8";
+export type { ActivationFormat };
 
+/** How activations must be prepared for a product with weights of `type`. */
 export function activationFormatFor(type: GgmlType): ActivationFormat {
-  switch (type) {
-    case GgmlType.F32: return "f32";
-    case GgmlType.F16: return "f16";
-    case GgmlType.BF16: return "bf16";
-    case GgmlType.Q8_0:
-    case GgmlType.Q4_0: return "q8";
-    default: throw new Error(`no kernels for tensor type ${ggmlTypeName(type)}`);
-  }
+  const format = WEIGHT_FORMATS[type];
+  if (!format) throw new Error(`no kernels for tensor type ${ggmlTypeName(type)}`);
+  return format.activation;
 }
 
 /**
@@ -73,8 +68,20 @@ export interface ExpertRef {
   down: ExpertDownRef;
 }
 
-/** Neurons per partial sum of an expert's down product (a multiple of 32). */
+/**
+ * Neurons per partial sum of an expert's down product (a multiple of 32). A chunk must hold
+ * whole weight and activation blocks, so for a down type with larger blocks (the 256-value
+ * superblocks and their Q8_K activations) a chunk is max(DOWN_CHUNK, block values): see
+ * `downChunk`.
+ */
 export const DOWN_CHUNK = 128;
+
+/** The neurons per partial sum of the down product for weights of `type` (all sizes are powers of two). */
+export function downChunk(type: GgmlType): number {
+  const format = WEIGHT_FORMATS[type];
+  if (!format) throw new Error(`no kernels for tensor type ${ggmlTypeName(type)}`);
+  return Math.max(DOWN_CHUNK, format.blockValues, ACTIVATION_FORMATS[format.activation].blockValues);
+}
 
 /** One expert's share of a layer: the tokens routed to it and where their results go. */
 export interface ExpertTask {

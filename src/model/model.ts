@@ -94,8 +94,8 @@ export function bufferLayout(file: GgufFile, config: SmallThinkerConfig, kernels
   const qWidth = heads * headDim;
   const kvWidth = kvHeads * headDim;
   const embedRowBytes = ggmlRowBytes(file.tensor("token_embd.weight").type, hidden);
-  // An upper bound for any weight's prepared activations (q8 needs whole 32-value blocks).
-  const formats: ActivationFormat[] = ["f32", "f16", "bf16", "q8"];
+  // An upper bound for any weight's prepared activations (q8_0 needs whole 32-value blocks).
+  const formats: ActivationFormat[] = ["f32", "f16", "bf16", "q8_0"];
   const widest = Math.ceil(Math.max(hidden, qWidth) / 32) * 32;
   const actBytes = Math.max(...formats.map((f) => kernels.activationBytes(f, widest)));
   const f32 = (count: number) => 4 * count;

@@ -35,7 +35,7 @@ export interface KernelExports {
 }
 
 /** Activation format numbers as the module knows them. */
-export const FORMAT_NUMBER = { f32: 0, f16: 1, bf16: 2, q8: 3 } as const;
+export const FORMAT_NUMBER = { f32: 0, f16: 1, bf16: 2, q8_0: 3 } as const;
 
 export type SimdLevel = "relaxed" | "simd128";
 

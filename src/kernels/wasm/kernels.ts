@@ -75,6 +75,11 @@ const MOST_UNITS = 64;
  * The WebAssembly SIMD kernels on a pool of worker threads sharing each arena's memory. Every call
  * is synchronous: the calling thread publishes the job, does its own share and waits for the rest.
  */
+function formatNumber(format: ActivationFormat): number {
+  if (!(format in FORMAT_NUMBER)) throw new Error(`wasm kernels: no ${format} activations yet`);
+  return FORMAT_NUMBER[format as keyof typeof FORMAT_NUMBER];
+}
+
 export class WasmKernels implements Kernels {
   readonly name: string;
   readonly reservedArenaBytes: number;
@@ -141,13 +146,13 @@ export class WasmKernels implements Kernels {
   }
 
   activationBytes(format: ActivationFormat, cols: number): number {
-    if (format === "q8" && cols % 32 !== 0) throw new Error(`wasm kernels: q8 rows of ${cols} values are not whole blocks`);
-    return this.formulas.activationRowBytes(FORMAT_NUMBER[format], cols);
+    if (format === "q8_0" && cols % 32 !== 0) throw new Error(`wasm kernels: q8_0 rows of ${cols} values are not whole blocks`);
+    return this.formulas.activationRowBytes(formatNumber(format), cols);
   }
 
   prepareActivations(arena: Arena, format: ActivationFormat, src: Ptr, rows: number, cols: number, dst: Ptr): void {
     this.activationBytes(format, cols);
-    this.pool.run(Op.Prepare, [this.own(arena), FORMAT_NUMBER[format], src, cols, dst, rows], this.units(8 * rows * cols, rows));
+    this.pool.run(Op.Prepare, [this.own(arena), formatNumber(format), src, cols, dst, rows], this.units(8 * rows * cols, rows));
   }
 
   matmul(w: MatrixRef, x: Ptr, n: number, y: Ptr): void {
