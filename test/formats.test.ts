@@ -2,6 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { GgmlType, ggmlBlockBytes, ggmlBlockSize, isKnownGgmlType } from "../src/gguf/types.js";
 import { ACTIVATION_FORMATS, ActivationFormat, WEIGHT_FORMATS, WeightFormat, activationRowBytes, quantizeQ5_0 } from "../src/quant/formats/index.js";
+import { DOWN_CHUNK, activationFormatFor, downChunk } from "../src/kernels/api.js";
+import { ReferenceKernels } from "../src/kernels/reference.js";
 import { GgmlBase, GgmlCpuVariant, ggmlBase, ggmlCpuVariants } from "./helpers/ggml-ffi.js";
 
 /**
@@ -434,4 +436,42 @@ test("table entries reject partial blocks and buffers too short, naming the form
   assert.throws(() => q4k.dot(new Uint8Array(144), 0, new Uint8Array(291), 0, 256), /Q4_K's q8_k activations: bytes \[0, 292\)/);
   assert.throws(() => activationRowBytes("q8_k", 320), /q8_k activations: 320 values/);
   assert.equal(WEIGHT_FORMATS[GgmlType.Q8_K], undefined);
+});
+
+test("reference kernels multiply every table type through the table, activations in ggml's layouts", () => {
+  const { base, cpu } = oracle();
+  const kernels = new ReferenceKernels();
+  const rows = 4;
+  const cols = 512;
+  const n = 2;
+  for (const format of ENTRIES) {
+    const arena = kernels.createArena(1 << 20);
+    const weights = weightRows(31, rows, cols, 300);
+    const w = format.blockValues === 1 ? encodeFloat(format, weights) : weightBlocks(base, format.type, weights, rows, cols, 31);
+    const wPtr = arena.alloc(w.length);
+    arena.bytes.set(w, wPtr);
+    const x = Float32Array.from({ length: n * cols }, (_, i) => Math.sin(i * 0.37) * 3);
+    const xPtr = arena.alloc(4 * x.length);
+    arena.f32(xPtr, x.length).set(x);
+    const activation = activationFormatFor(format.type);
+    assert.equal(activation, format.activation);
+    const rowBytes = kernels.activationBytes(activation, cols);
+    const prepared = arena.alloc(n * rowBytes);
+    kernels.prepareActivations(arena, activation, xPtr, n, cols, prepared);
+    const y = arena.alloc(4 * n * rows);
+    kernels.matmul({ arena, ptr: wPtr, type: format.type, rows, cols }, prepared, n, y);
+    for (let t = 0; t < n; t++) {
+      const theirs = cpu.fromFloat(ACTIVATION_TYPE[activation], x.subarray(t * cols, (t + 1) * cols), rowBytes);
+      assertSameBytes(arena.bytes.slice(prepared + t * rowBytes, prepared + (t + 1) * rowBytes), theirs, rowBytes, `${format.name} prepared row ${t}`);
+      for (let r = 0; r < rows; r++) {
+        const expected = format.dot(w, (r * cols * format.blockBytes) / format.blockValues, theirs, 0, cols);
+        assert.equal(arena.f32(y, n * rows)[t * rows + r], expected, `${format.name} y[${t}][${r}]`);
+      }
+    }
+  }
+  assert.equal(downChunk(GgmlType.Q4_0), DOWN_CHUNK);
+  assert.equal(downChunk(GgmlType.Q1_0), DOWN_CHUNK);
+  assert.equal(downChunk(GgmlType.Q4_K), 256);
+  assert.throws(() => activationFormatFor(GgmlType.Q8_K), /no kernels for tensor type Q8_K/);
+  assert.throws(() => activationFormatFor(57 as GgmlType), /no kernels for tensor type 57 \(unknown\)/);
 });

@@ -153,7 +153,8 @@ export interface Kernels {
    * A layer's fused ReGLU experts. For each task and each of its tokens j, with x = prepared row
    * rows[j] of `x`: g = gate·x, h_i = relu(g_i)·(up_i·x) (up computed only where g_i > 0 when
    * `sparse`), y = down·h, written (f32 [hidden]) to row outRows[j] of `out`. The down product sums
-   * the neurons in chunks of DOWN_CHUNK: each chunk's sum starts from zero, and the chunk sums are
+   * the neurons in chunks of downChunk(down type) (DOWN_CHUNK for the
+   * transposed layout): each chunk's sum starts from zero, and the chunk sums are
    * added in chunk order (see the reference for the arithmetic within a chunk). Results are
    * bit-identical with `sparse` on or off, and do not depend on how tasks are grouped into calls or
    * ordered. Experts, x, the lists, `out` and `scratch` all lie in one arena.
