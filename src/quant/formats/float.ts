@@ -7,19 +7,19 @@ import { WeightFormat, bitsOf, checkRoom, setU16, u16 } from "./common.js";
  * reference sums the exact f64 products in element order and rounds once to f32.
  */
 
-export function quantizeF16(src: Float32Array, dst: Uint8Array, dstOffset = 0): void {
+function quantizeF16(src: Float32Array, dst: Uint8Array, dstOffset = 0): void {
   checkRoom(dst, dstOffset, 2 * src.length, "F16");
   const bits = bitsOf(src);
   for (let i = 0; i < bits.length; i++) setU16(dst, dstOffset + 2 * i, fp32BitsToFp16(bits[i]!));
 }
 
-export function quantizeBf16(src: Float32Array, dst: Uint8Array, dstOffset = 0): void {
+function quantizeBf16(src: Float32Array, dst: Uint8Array, dstOffset = 0): void {
   checkRoom(dst, dstOffset, 2 * src.length, "BF16");
   const bits = bitsOf(src);
   for (let i = 0; i < bits.length; i++) setU16(dst, dstOffset + 2 * i, fp32BitsToBf16(bits[i]!));
 }
 
-export function quantizeF32(src: Float32Array, dst: Uint8Array, dstOffset = 0): void {
+function quantizeF32(src: Float32Array, dst: Uint8Array, dstOffset = 0): void {
   checkRoom(dst, dstOffset, 4 * src.length, "F32");
   dst.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), dstOffset);
 }

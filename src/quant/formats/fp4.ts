@@ -19,7 +19,7 @@ function fromBits(bits: number): number {
 }
 
 /** ggml_e8m0_to_fp32_half: 2^(e − 128), with e = 0 and 1 as the f32 subnormals ggml builds. */
-export function e8m0Half(e: number): number {
+function e8m0Half(e: number): number {
   return fromBits(e < 2 ? 0x00200000 << e : (e - 1) << 23);
 }
 
@@ -27,7 +27,7 @@ export function e8m0Half(e: number): number {
  * ggml_ue4m3_to_fp32 (halved): 4 exponent bits (bias 7) and 3 mantissa bits; the top bit is
  * ignored, and 0 and 0x7F (its NaN) read as 0.
  */
-export function ue4m3Half(x: number): number {
+function ue4m3Half(x: number): number {
   if (x === 0 || x === 0x7f) return 0;
   const exp = (x >> 3) & 0x0f;
   const man = x & 7;

@@ -70,6 +70,5 @@ export function dequantize(type: GgmlType, bytes: Uint8Array, offset: number, ou
 
 export { ACTIVATION_FORMATS, activationRowBytes };
 export type { ActivationFormat, ActivationFormatSpec, WeightFormat } from "./common.js";
-export { quantizeQ8_0Activations, quantizeQ8_1Activations, quantizeQ8_KActivations, quantizeF16Activations, quantizeBf16Activations } from "./activations.js";
+export { quantizeQ8_0Activations } from "./activations.js";
 export { quantizeQ4_0, quantizeQ5_0, quantizeQ8_0 } from "./legacy.js";
-export { quantizeF16, quantizeBf16, quantizeF32 } from "./float.js";

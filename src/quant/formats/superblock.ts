@@ -13,7 +13,7 @@ export const Q8_K_BYTES = 292;
 const Q8_K_QS = 4;
 const Q8_K_BSUMS = 260;
 
-export function q8kBsum(x: Uint8Array, xb: number, k: number): number {
+function q8kBsum(x: Uint8Array, xb: number, k: number): number {
   return ((x[xb + Q8_K_BSUMS + 2 * k]! | (x[xb + Q8_K_BSUMS + 2 * k + 1]! << 8)) << 16) >> 16;
 }
 
