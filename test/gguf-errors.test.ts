@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { GgufError } from "../src/gguf/errors.js";
 import { GgufFile } from "../src/gguf/reader.js";
 import { gv, writeGguf } from "../src/gguf/writer.js";
-import { GgmlType, GgufValueType } from "../src/gguf/types.js";
+import { GgmlType, GgufValueType, ggmlTypeName } from "../src/gguf/types.js";
 
 const dir = mkdtempSync(join(tmpdir(), "gguf-errors-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -152,10 +152,27 @@ test("tensor data beyond the end of the file, or outside any possible file", () 
   assertRejected(rawGguf({ tensors: [f32Tensor("t", 8, 2n ** 63n)], dataBytes: 32 }), "tensor t.offset", /offset 9223372036854775808 is beyond 2\^53/);
 });
 
-test("unknown tensor types and value types", () => {
-  for (const type of [4, 5, 31, 40, 1000]) {
-    assertRejected(rawGguf({ tensors: [{ name: "t", dims: [32], type, offset: 0 }], dataBytes: 64 }), "tensor t.type", new RegExp(`unknown tensor type ${type}`));
+test("a tensor of a type this ggml does not know is kept, named, and unreadable", () => {
+  for (const type of [4, 5, 31, 43, 57, 1000]) {
+    const path = save(rawGguf({ tensors: [{ name: "t", dims: [33], type, offset: 0 }, f32Tensor("after", 8, 64)], dataBytes: 96 }));
+    const file = GgufFile.open(path);
+    try {
+      const t = file.tensor("t");
+      assert.equal(t.type, type);
+      assert.equal(t.byteLength, undefined);
+      assert.equal(ggmlTypeName(t.type), `${type} (unknown)`);
+      assert.throws(() => file.readTensor(t, new Uint8Array(4)), new RegExp(`tensor t: type ${type} \\(unknown\\): its size is unknown`));
+      assert.equal(file.tensor("after").offset, file.dataOffset + 64);
+    } finally {
+      file.close();
+    }
   }
+  // Its start must still lie in the file and outside other tensors.
+  assertRejected(rawGguf({ tensors: [{ name: "t", dims: [32], type: 57, offset: 64 }], dataBytes: 32 }), "tensor t", /beyond the end of the file/);
+  assertRejected(rawGguf({ tensors: [f32Tensor("a", 16, 0), { name: "t", dims: [32], type: 57, offset: 32 }], dataBytes: 96 }), "tensor a", /overlaps tensor t/);
+});
+
+test("unknown value types", () => {
   assertRejected(rawGguf({ kvs: [["k", (b) => b.u32(13).u32(0)]] }), "k", /unknown value type 13 \(expected 0..12\)/);
   assertRejected(rawGguf({ kvs: [["k", (b) => b.u32(0xffffffff)]] }), "k", /unknown value type 4294967295/);
   assertRejected(rawGguf({ kvs: [["k", (b) => b.u32(T.ARRAY).u32(99).u64(0)]] }), "k", /unknown array element type 99/);

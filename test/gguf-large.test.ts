@@ -58,7 +58,7 @@ test("tensors past 2^31 and 2^32 bytes have exact offsets and read back exactly"
     for (const name of ["head", "beyond_2gib", "beyond_4gib"]) {
       const t = file.tensor(name);
       assert.equal(t.offset, absolute(name));
-      const back = new Uint8Array(t.byteLength);
+      const back = new Uint8Array(t.byteLength!);
       file.readTensor(t, back);
       assert.deepEqual(back, written.get(t.offset), name);
     }

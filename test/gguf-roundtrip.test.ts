@@ -161,7 +161,7 @@ for (const version of [2, 3] as const) {
           assert.equal(t.offset, file.dataOffset + t.relativeOffset);
           assert.equal(t.byteLength, spec.data.length);
           assert.equal(t.elementCount, spec.dims.reduce((a, b) => a * b, 1));
-          const back = new Uint8Array(t.byteLength);
+          const back = new Uint8Array(t.byteLength!);
           file.readTensor(t, back);
           assert.deepEqual(back, spec.data, `${t.name} data`);
           expectedOffset += Math.ceil(t.byteLength / alignment) * alignment;
@@ -318,7 +318,7 @@ test("the reader reads what ggml's own GGUF writer wrote", { skip: skipGgml }, (
     for (const [key, value] of flat) assert.deepEqual(exact(file.metadata.get(key)!), exact(value), key);
     assert.deepEqual(file.tensors.map((t) => [t.name, t.dims, t.type]), tensors.map((t) => [t.name, t.dims, t.type]));
     for (const [i, t] of file.tensors.entries()) {
-      const back = new Uint8Array(t.byteLength);
+      const back = new Uint8Array(t.byteLength!);
       file.readTensor(t, back);
       assert.deepEqual(back, tensors[i]!.data, t.name);
     }

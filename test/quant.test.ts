@@ -9,7 +9,7 @@ import {
   fp32ToFp16,
 } from "../src/quant/half.js";
 import { GgmlType } from "../src/gguf/types.js";
-import { dequantize, quantize, quantizeQ4_0, quantizeQ8_0, quantizeQ8_0Activations } from "../src/quant/blocks.js";
+import { dequantize, quantize, quantizeQ4_0, quantizeQ8_0, quantizeQ8_0Activations } from "../src/quant/formats/index.js";
 import { ggmlBase, ggmlCpuVariants } from "./helpers/ggml-ffi.js";
 
 const ggml = ggmlBase();

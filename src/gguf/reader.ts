@@ -285,17 +285,16 @@ function readTensorInfo(cursor: HeaderCursor, path: string, index: number, align
   if (elements > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new GgufError(path, `${field}.dims`, `${dims.join(" x ")} is more than 2^53 elements`, dimsAt);
   }
-  const typeAt = cursor.position;
   const type = cursor.u32(`${field}.type`);
-  if (!isKnownGgmlType(type)) {
-    throw new GgufError(path, `${field}.type`, `unknown tensor type ${type}`, typeAt);
-  }
-  const blockSize = ggmlBlockSize(type);
-  if (dims[0]! % blockSize !== 0) {
+  // A type this ggml version does not know is kept, not rejected: the file stays readable and
+  // whoever needs the tensor can name its type. Its size is unknown, but GGUF stores every
+  // offset, so no other tensor's position depends on it.
+  const known = isKnownGgmlType(type);
+  if (known && dims[0]! % ggmlBlockSize(type) !== 0) {
     throw new GgufError(
       path,
       `${field}.dims[0]`,
-      `${dims[0]} is not a multiple of the ${ggmlTypeName(type)} block size ${blockSize}`,
+      `${dims[0]} is not a multiple of the ${ggmlTypeName(type)} block size ${ggmlBlockSize(type)}`,
       dimsAt + 4,
     );
   }
@@ -305,14 +304,17 @@ function readTensorInfo(cursor: HeaderCursor, path: string, index: number, align
     throw new GgufError(path, `${field}.offset`, `${relativeOffset} is not a multiple of the alignment ${alignment}`, offsetAt);
   }
   const rows = dims.slice(1).reduce((a, b) => a * b, 1);
-  const byteLength = ggmlRowBytes(type, dims[0]!) * rows;
+  const byteLength = known ? ggmlRowBytes(type, dims[0]!) * rows : undefined;
   return { name, dims, type, relativeOffset, byteLength, elementCount: Number(elements) };
 }
 
-/** Tensors must lie in the file (unless told otherwise) and must not share bytes. */
+/**
+ * Tensors must lie in the file (unless told otherwise) and must not share bytes. A tensor of
+ * unknown size is checked as far as it can be: its start lies in the file, outside other tensors.
+ */
 function checkTensorPlacement(path: string, fileSize: number, tensors: GgufTensorInfo[], checkData: boolean): void {
   for (const t of tensors) {
-    const end = t.offset + t.byteLength;
+    const end = t.offset + (t.byteLength ?? 0);
     if (checkData ? end > fileSize : end > Number.MAX_SAFE_INTEGER) {
       throw new GgufError(
         path,
@@ -322,15 +324,16 @@ function checkTensorPlacement(path: string, fileSize: number, tensors: GgufTenso
     }
   }
   // Sorted by start, any overlap shows between neighbours; empty tensors occupy no bytes.
-  const byOffset = tensors.filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
+  const byOffset = tensors.filter((t) => t.byteLength !== 0).sort((a, b) => a.offset - b.offset);
   for (let i = 0; i + 1 < byOffset.length; i++) {
     const t = byOffset[i]!;
     const next = byOffset[i + 1]!;
-    if (t.offset + t.byteLength > next.offset) {
+    const end = t.offset + (t.byteLength ?? 0);
+    if (end > next.offset) {
       throw new GgufError(
         path,
         `tensor ${t.name}`,
-        `data [${t.offset}, ${t.offset + t.byteLength}) overlaps tensor ${next.name} starting at ${next.offset}`,
+        `data [${t.offset}, ${end}) overlaps tensor ${next.name} starting at ${next.offset}`,
       );
     }
   }
@@ -449,6 +452,9 @@ export class GgufFile {
 
   /** Reads bytes [start, start + target.length) of a tensor's data into target. */
   readTensor(tensor: GgufTensorInfo, target: Uint8Array, start = 0): void {
+    if (tensor.byteLength === undefined) {
+      throw new GgufError(this.path, `tensor ${tensor.name}`, `type ${ggmlTypeName(tensor.type)}: its size is unknown, so its data cannot be read`);
+    }
     if (start < 0 || start + target.length > tensor.byteLength) {
       throw new GgufError(this.path, `tensor ${tensor.name}`, `read of [${start}, ${start + target.length}) outside its ${tensor.byteLength} bytes`);
     }

@@ -24,7 +24,11 @@ export type GgufValue =
 
 export type GgufArrayValue = number[] | bigint[] | boolean[] | string[] | GgufValue[];
 
-/** ggml tensor element types, as numbered in ggml.h. */
+/**
+ * ggml tensor element types, as numbered in ggml.h (every type of the ggml version the oracle is
+ * built from; ids 4, 5 and 31..33, 36..38 are retired). A file may hold an id not listed here:
+ * the reader keeps it (see GgufTensorInfo), so a value of this type is not always a member.
+ */
 export enum GgmlType {
   F32 = 0,
   F16 = 1,
@@ -58,6 +62,9 @@ export enum GgmlType {
   TQ1_0 = 34,
   TQ2_0 = 35,
   MXFP4 = 39,
+  NVFP4 = 40,
+  Q1_0 = 41,
+  Q2_0 = 42,
 }
 
 /** Elements per block and bytes per block of each ggml type (ggml's type_traits). */
@@ -94,23 +101,36 @@ const BLOCK_LAYOUT: Record<GgmlType, readonly [blockSize: number, blockBytes: nu
   [GgmlType.TQ1_0]: [256, 54],
   [GgmlType.TQ2_0]: [256, 66],
   [GgmlType.MXFP4]: [32, 17],
+  [GgmlType.NVFP4]: [64, 36],
+  [GgmlType.Q1_0]: [128, 18],
+  [GgmlType.Q2_0]: [64, 18],
 };
 
 export function isKnownGgmlType(type: number): type is GgmlType {
   return Object.prototype.hasOwnProperty.call(BLOCK_LAYOUT, type);
 }
 
+/** "Q4_K", or "57 (unknown)" for an id this ggml version does not know. */
 export function ggmlTypeName(type: number): string {
-  return isKnownGgmlType(type) ? GgmlType[type] : `unknown(${type})`;
+  return isKnownGgmlType(type) ? GgmlType[type] : `${type} (unknown)`;
+}
+
+function layoutOf(type: GgmlType): readonly [blockSize: number, blockBytes: number] {
+  if (!isKnownGgmlType(type)) throw new Error(`tensor type ${ggmlTypeName(type)} has no known block layout`);
+  return BLOCK_LAYOUT[type];
 }
 
 export function ggmlBlockSize(type: GgmlType): number {
-  return BLOCK_LAYOUT[type][0];
+  return layoutOf(type)[0];
+}
+
+export function ggmlBlockBytes(type: GgmlType): number {
+  return layoutOf(type)[1];
 }
 
 /** Bytes of one row of `elements` values; the row length must be a whole number of blocks. */
 export function ggmlRowBytes(type: GgmlType, elements: number): number {
-  const [blockSize, blockBytes] = BLOCK_LAYOUT[type];
+  const [blockSize, blockBytes] = layoutOf(type);
   return (elements / blockSize) * blockBytes;
 }
 
@@ -118,13 +138,21 @@ export interface GgufTensorInfo {
   name: string;
   /** ggml order: dims[0] is the contiguous (input) dimension. */
   dims: number[];
+  /** The file's type id; possibly one this ggml version does not know (isKnownGgmlType). */
   type: GgmlType;
   /** Offset of the data relative to the start of the data section. */
   relativeOffset: number;
   /** Absolute position of the data in the file. */
   offset: number;
-  byteLength: number;
+  /** Bytes of data; undefined when the type is unknown, as its block layout then is. */
+  byteLength: number | undefined;
   elementCount: number;
+}
+
+/** A tensor's byte length, or an error naming the tensor and its unknown type. */
+export function tensorByteLength(t: GgufTensorInfo): number {
+  if (t.byteLength === undefined) throw new Error(`tensor ${t.name}: type ${ggmlTypeName(t.type)} has no known size`);
+  return t.byteLength;
 }
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian

@@ -1,4 +1,5 @@
 import { GgmlType, ggmlTypeName } from "../gguf/types.js";
+import { ACTIVATION_FORMATS, WEIGHT_FORMATS, type ActivationFormat } from "../quant/formats/index.js";
 import { Arena, Ptr } from "./arena.js";
 import type { PackerDescriptor } from "./packer.js";
 
@@ -7,50 +8,24 @@ import type { PackerDescriptor } from "./packer.js";
  * (`reference.ts`, the definition of every operation, used by tests as ground truth) and the
  * WebAssembly SIMD one on a worker pool. All operands live in arenas and are named by pointer.
  *
- * Semantics follow llama.cpp's CPU backend, so results agree with it:
- * - Q4_0 and Q8_0 weights multiply Q8_0-quantized activations (integer dot per 32-block, then
- *   scaled by the product of the two block scales and accumulated in f32).
- * - F16 and BF16 weights multiply activations rounded to F16/BF16; products summed in float.
- * - F32 weights multiply f32 activations.
+ * Semantics follow llama.cpp's CPU backend, so results agree with it: each weight type multiplies
+ * activations prepared as ggml's vec_dot_type for it (src/quant/formats: Q8_0, Q8_1 or Q8_K
+ * blocks for quantized weights, F16/BF16/F32 for float ones), with the block arithmetic of the
+ * format table's reference `dot`.
  */
 
-/** How a matrix's activations must be prepared before a product. */
-export type ActivationFormat = "f32" | "f16" | "bf16" | "q8_0" | "q8_1" | "q8_k";
+export type { ActivationFormat };
 
+/** How activations must be prepared for a product with weights of `type`. */
 export function activationFormatFor(type: GgmlType): ActivationFormat {
-  switch (type) {
-    case GgmlType.F32: return "f32";
-    case GgmlType.F16: return "f16";
-    case GgmlType.BF16: return "bf16";
-    case GgmlType.Q8_0:
-    case GgmlType.Q4_0:
-    case GgmlType.Q5_0:
-    case GgmlType.IQ4_NL:
-    case GgmlType.MXFP4: return "q8_0";
-    case GgmlType.Q4_1:
-    case GgmlType.Q5_1: return "q8_1";
-    case GgmlType.IQ4_XS:
-    case GgmlType.IQ2_XXS:
-    case GgmlType.IQ2_XS:
-    case GgmlType.IQ2_S:
-    case GgmlType.IQ3_XXS:
-    case GgmlType.IQ3_S:
-    case GgmlType.IQ1_S:
-    case GgmlType.IQ1_M:
-    case GgmlType.TQ1_0:
-    case GgmlType.TQ2_0:
-    case GgmlType.Q2_K:
-    case GgmlType.Q3_K:
-    case GgmlType.Q4_K:
-    case GgmlType.Q5_K:
-    case GgmlType.Q6_K: return "q8_k";
-    default: throw new Error(`no kernels for tensor type ${ggmlTypeName(type)}`);
-  }
+  const format = WEIGHT_FORMATS[type];
+  if (!format) throw new Error(`no kernels for tensor type ${ggmlTypeName(type)}`);
+  return format.activation;
 }
 
 /** Values per block of an activation format (1 for the float formats). */
 export function activationBlockValues(format: ActivationFormat): number {
-  return format === "q8_k" ? 256 : format === "q8_0" || format === "q8_1" ? 32 : 1;
+  return ACTIVATION_FORMATS[format].blockValues;
 }
 
 /**
@@ -98,8 +73,20 @@ export interface ExpertRef {
   down: ExpertDownRef;
 }
 
-/** Neurons per partial sum of an expert's down product (a multiple of 32). */
+/**
+ * Neurons per partial sum of an expert's down product in llama.cpp's orientation (a multiple of 32):
+ * the Q4_0, Q8_0 and float kernels sum the neurons a chunk at a time (the chunks can go to different
+ * threads). Every other type's down product is one plain dot per output row (`downChunk` Infinity).
+ */
 export const DOWN_CHUNK = 128;
+
+const CHUNKED_DOWN_TYPES: ReadonlySet<GgmlType> = new Set([GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
+
+/** The neurons per partial sum of the down product for weights of `type` in llama.cpp's orientation. */
+export function downChunk(type: GgmlType): number {
+  if (!WEIGHT_FORMATS[type]) throw new Error(`no kernels for tensor type ${ggmlTypeName(type)}`);
+  return CHUNKED_DOWN_TYPES.has(type) ? DOWN_CHUNK : Infinity;
+}
 
 /** One expert's share of a layer: the tokens routed to it and where their results go. */
 export interface ExpertTask {
@@ -171,7 +158,8 @@ export interface Kernels {
    * A layer's fused ReGLU experts. For each task and each of its tokens j, with x = prepared row
    * rows[j] of `x`: g = gate·x, h_i = relu(g_i)·(up_i·x) (up computed only where g_i > 0 when
    * `sparse`), y = down·h, written (f32 [hidden]) to row outRows[j] of `out`. The down product sums
-   * the neurons in chunks of DOWN_CHUNK: each chunk's sum starts from zero, and the chunk sums are
+   * the neurons in chunks of downChunk(down type) (DOWN_CHUNK for the
+   * transposed layout): each chunk's sum starts from zero, and the chunk sums are
    * added in chunk order (see the reference for the arithmetic within a chunk). Results are
    * bit-identical with `sparse` on or off, and do not depend on how tasks are grouped into calls or
    * ordered. Experts, x, the lists, `out` and `scratch` all lie in one arena.

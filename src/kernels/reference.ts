@@ -1,11 +1,12 @@
-import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../gguf/types.js";
-import { bf16ToFp32, fp16ToFp32, fp32ToBf16, fp32ToFp16 } from "../quant/half.js";
-import { dequantize, quantizeQ8_0Activations, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK } from "../quant/blocks.js";
+import { GgmlType, ggmlRowBytes } from "../gguf/types.js";
+import { fp16ToFp32, fp32ToFp16 } from "../quant/half.js";
+import { ACTIVATION_FORMATS, activationRowBytes, weightFormat } from "../quant/formats/index.js";
 import {
   ActivationFormat,
   AttentionParams,
   DOWN_CHUNK,
   DownLayout,
+  downChunk,
   ExpertRef,
   ExpertTask,
   Kernels,
@@ -22,7 +23,9 @@ const fround = Math.fround;
 
 /**
  * The plain-TS definition of every kernel: single-threaded, straightforward loops over the
- * arena, weights kept in their GGUF layout. The WASM kernels are tested against it.
+ * arena, weights kept in their GGUF layout. The WASM kernels are tested against it. Products go
+ * through the format table (src/quant/formats): activations prepared in ggml's block layouts,
+ * then each format's reference `dot`.
  */
 export class ReferenceKernels implements Kernels {
   readonly name = "reference";
@@ -45,97 +48,18 @@ export class ReferenceKernels implements Kernels {
   }
 
   activationBytes(format: ActivationFormat, cols: number): number {
-    switch (format) {
-      case "f32": return 4 * cols;
-      case "f16":
-      case "bf16": return 2 * cols;
-      case "q8_0": return (cols / QK) * Q8_0_BLOCK_BYTES;
-      case "q8_1": return (cols / QK) * 36;
-      case "q8_k": return (cols / 256) * 292;
-    }
+    return activationRowBytes(format, cols);
   }
 
   prepareActivations(arena: Arena, format: ActivationFormat, src: Ptr, rows: number, cols: number, dst: Ptr): void {
     const rowBytes = this.activationBytes(format, cols);
-    for (let r = 0; r < rows; r++) {
-      const x = arena.f32(src + 4 * r * cols, cols);
-      const out = dst + r * rowBytes;
-      const view = new DataView(arena.bytes.buffer);
-      switch (format) {
-        case "f32":
-          arena.f32(out, cols).set(x);
-          break;
-        case "f16":
-          for (let i = 0; i < cols; i++) view.setUint16(out + 2 * i, fp32ToFp16(x[i]!), true);
-          break;
-        case "bf16":
-          for (let i = 0; i < cols; i++) view.setUint16(out + 2 * i, fp32ToBf16(x[i]!), true);
-          break;
-        case "q8_0":
-          quantizeQ8_0Activations(x, arena.bytes, out);
-          break;
-      }
-    }
+    const { quantize } = ACTIVATION_FORMATS[format];
+    for (let r = 0; r < rows; r++) quantize(arena.f32(src + 4 * r * cols, cols), arena.bytes, dst + r * rowBytes);
   }
 
-  private views: { buffer: ArrayBufferLike; i8: Int8Array; u16: Uint16Array; f32: Float32Array } | undefined;
-
-  private viewsOf(arena: Arena): { i8: Int8Array; u16: Uint16Array; f32: Float32Array } {
-    // Views over one arena at a time; rebuilt when another arena or a grown buffer comes by.
-    const buffer = arena.memory.buffer;
-    let views = this.views;
-    if (views?.buffer !== buffer || views.f32.length * 4 !== buffer.byteLength) {
-      views = { buffer, i8: new Int8Array(buffer), u16: new Uint16Array(buffer), f32: new Float32Array(buffer) };
-      this.views = views;
-    }
-    return views;
-  }
-
-  /** One weight row · one prepared activation row (all pointers suitably aligned). */
+  /** One weight row · one prepared activation row. */
   private dot(arena: Arena, type: GgmlType, w: Ptr, x: Ptr, cols: number): number {
-    const { i8, u16, f32 } = this.viewsOf(arena);
-    switch (type) {
-      case GgmlType.F32: {
-        let sum = 0;
-        for (let i = 0, wi = w >> 2, xi = x >> 2; i < cols; i++) sum += f32[wi + i]! * f32[xi + i]!;
-        return fround(sum);
-      }
-      case GgmlType.F16: {
-        let sum = 0;
-        for (let i = 0, wi = w >> 1, xi = x >> 1; i < cols; i++) sum += fp16ToFp32(u16[wi + i]!) * fp16ToFp32(u16[xi + i]!);
-        return fround(sum);
-      }
-      case GgmlType.BF16: {
-        let sum = 0;
-        for (let i = 0, wi = w >> 1, xi = x >> 1; i < cols; i++) sum += bf16ToFp32(u16[wi + i]!) * bf16ToFp32(u16[xi + i]!);
-        return fround(sum);
-      }
-      case GgmlType.Q8_0:
-      case GgmlType.Q4_0: {
-        const bytes = arena.bytes;
-        let acc = 0;
-        const q4 = type === GgmlType.Q4_0;
-        const wBlock = q4 ? Q4_0_BLOCK_BYTES : Q8_0_BLOCK_BYTES;
-        for (let b = 0; b < cols / QK; b++) {
-          const wb = w + b * wBlock;
-          const xb = x + b * Q8_0_BLOCK_BYTES;
-          let isum = 0;
-          if (q4) {
-            for (let j = 0; j < QK / 2; j++) {
-              const byte = bytes[wb + 2 + j]!;
-              isum += ((byte & 0x0f) - 8) * i8[xb + 2 + j]! + ((byte >> 4) - 8) * i8[xb + 2 + j + QK / 2]!;
-            }
-          } else {
-            for (let j = 0; j < QK; j++) isum += i8[wb + 2 + j]! * i8[xb + 2 + j]!;
-          }
-          const scale = fround(fp16ToFp32(u16[wb >> 1]!) * fp16ToFp32(u16[xb >> 1]!));
-          acc = fround(acc + fround(scale * isum));
-        }
-        return acc;
-      }
-      default:
-        throw new Error(`no reference product for ${ggmlTypeName(type)}`);
-    }
+    return weightFormat(type).dot(arena.bytes, w, arena.bytes, x, cols);
   }
 
   matmul(w: MatrixRef, x: Ptr, n: number, y: Ptr): void {
@@ -193,22 +117,25 @@ export class ReferenceKernels implements Kernels {
   }
 
   /**
-   * out = down · h in chunks of DOWN_CHUNK neurons: each chunk's partial sum from zero (as below),
-   * then out = ((p0 + p1) + p2) + … Neurons with h = 0 contribute exact zeros, so skipping them (as
-   * the WASM kernels do) changes nothing.
+   * out = down · h in chunks of neurons: each chunk's partial sum from zero (as below), then
+   * out = ((p0 + p1) + p2) + … Neurons with h = 0 contribute exact zeros, so skipping them (as the
+   * WASM kernels do) changes nothing. Upstream chunks are downChunk(type) neurons (DOWN_CHUNK for
+   * Q4_0, Q8_0 and floats; every other type's product is one dot per row), transposed ones
+   * DOWN_CHUNK.
    */
   private downProduct(arena: Arena, expert: ExpertRef, hPtr: Ptr, preparedH: Ptr, out: Float32Array): void {
     const { down } = expert;
     const { hidden, ffn } = down;
     out.fill(0);
     if (down.layout === "upstream") {
-      // llama.cpp's product: h prepared for the down matrix's type (q8: quantized per 32-neuron
+      // llama.cpp's product: h prepared for the down matrix's type (quantized per activation
       // block), then per output row the product of its chunk of columns (a dot as `matmul` does).
       const format = activationFormatFor(down.type);
       this.prepareActivations(arena, format, hPtr, 1, ffn, preparedH);
       const rowBytes = ggmlRowBytes(down.type, ffn);
-      for (let c = 0; c < ffn; c += DOWN_CHUNK) {
-        const cols = Math.min(DOWN_CHUNK, ffn - c);
+      const chunk = downChunk(down.type);
+      for (let c = 0; c < ffn; c += chunk) {
+        const cols = Math.min(chunk, ffn - c);
         const wOffset = ggmlRowBytes(down.type, c);
         const xOffset = this.activationBytes(format, c);
         for (let r = 0; r < hidden; r++) {
@@ -222,12 +149,13 @@ export class ReferenceKernels implements Kernels {
     const rowBytes = ggmlRowBytes(down.type, hidden);
     const column = new Float32Array(hidden);
     const partial = new Float32Array(hidden);
+    const dequantizeRow = weightFormat(down.type).dequantize;
     for (let c = 0; c < ffn; c += DOWN_CHUNK) {
       partial.fill(0);
       for (let i = c; i < Math.min(ffn, c + DOWN_CHUNK); i++) {
         const hi = h[i]!;
         if (hi === 0) continue;
-        dequantize(down.type, arena.bytes, down.ptr + i * rowBytes, column);
+        dequantizeRow(arena.bytes, down.ptr + i * rowBytes, column);
         for (let r = 0; r < hidden; r++) partial[r] = fround(partial[r]! + fround(hi * column[r]!));
       }
       for (let r = 0; r < hidden; r++) out[r] = fround(out[r]! + partial[r]!);
@@ -354,7 +282,8 @@ export class ReferenceKernels implements Kernels {
 
   dequantizeRows(arena: Arena, type: GgmlType, src: Ptr, n: number, cols: number, dst: Ptr): void {
     const rowBytes = ggmlRowBytes(type, cols);
-    for (let r = 0; r < n; r++) dequantize(type, arena.bytes, src + r * rowBytes, arena.f32(dst + 4 * r * cols, cols));
+    const { dequantize } = weightFormat(type);
+    for (let r = 0; r < n; r++) dequantize(arena.bytes, src + r * rowBytes, arena.f32(dst + 4 * r * cols, cols));
   }
 
   async dispose(): Promise<void> {}

@@ -1,6 +1,6 @@
 import { GgufFile } from "../gguf/reader.js";
 import { GgufTensorInfo, ggmlRowBytes } from "../gguf/types.js";
-import { ActivationFormat, AttentionParams, ExpertRef, ExpertTask, Kernels, KvType, MatrixProduct, MatrixRef, activationFormatFor } from "../kernels/api.js";
+import { ActivationFormat, AttentionParams, ExpertRef, ExpertTask, Kernels, KvType, MatrixProduct, MatrixRef, activationBlockValues, activationFormatFor } from "../kernels/api.js";
 import { Arena, Ptr } from "../kernels/arena.js";
 import { KvCache } from "../kv/cache.js";
 import { ExpertSource } from "../experts/source.js";
@@ -94,10 +94,13 @@ export function bufferLayout(file: GgufFile, config: SmallThinkerConfig, kernels
   const qWidth = heads * headDim;
   const kvWidth = kvHeads * headDim;
   const embedRowBytes = ggmlRowBytes(file.tensor("token_embd.weight").type, hidden);
-  // An upper bound for any weight's prepared activations (q8 needs whole 32-value blocks).
-  const formats: ActivationFormat[] = ["f32", "f16", "bf16", "q8_0"];
-  const widest = Math.ceil(Math.max(hidden, qWidth) / 32) * 32;
-  const actBytes = Math.max(...formats.map((f) => kernels.activationBytes(f, widest)));
+  // An upper bound for any weight's prepared activations (quantized formats take whole blocks).
+  const formats: ActivationFormat[] = ["f32", "f16", "bf16", "q8_0", "q8_1", "q8_k"];
+  const widest = Math.max(hidden, qWidth);
+  const actBytes = Math.max(...formats.map((f) => {
+    const block = activationBlockValues(f);
+    return kernels.activationBytes(f, Math.ceil(widest / block) * block);
+  }));
   const f32 = (count: number) => 4 * count;
   const buffers: Record<string, number> = {
     hidden: f32(B * hidden),

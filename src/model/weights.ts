@@ -1,4 +1,4 @@
-import { GgufTensorInfo, ggmlRowBytes } from "../gguf/types.js";
+import { GgufTensorInfo, ggmlRowBytes, tensorByteLength } from "../gguf/types.js";
 import { DirectFile } from "../experts/direct-file.js";
 import { DownLayout, ExpertDownRef, Kernels, MatrixRef, WeightKind } from "../kernels/api.js";
 import { Arena, Ptr } from "../kernels/arena.js";
@@ -60,10 +60,11 @@ export class WeightLoader {
 
   /** A 1-D f32 tensor. */
   loadVector(arena: Arena, info: GgufTensorInfo): Ptr {
-    const ptr = arena.alloc(info.byteLength);
+    const bytes = tensorByteLength(info);
+    const ptr = arena.alloc(bytes);
     const staging = this.stagingIn(arena);
-    const src = this.file.read(arena, staging.ptr, info.offset, info.byteLength);
-    arena.bytes.copyWithin(ptr, src, src + info.byteLength);
+    const src = this.file.read(arena, staging.ptr, info.offset, bytes);
+    arena.bytes.copyWithin(ptr, src, src + bytes);
     return ptr;
   }
 

@@ -1,2 +1,2 @@
 export * from "./half.js";
-export * from "./blocks.js";
+export * from "./formats/index.js";

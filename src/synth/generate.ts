@@ -1,6 +1,6 @@
 import { GgmlType, GgufValue, ggmlRowBytes, ggmlTypeName } from "../gguf/types.js";
 import { GgufTensorSpec, gv, writeGguf } from "../gguf/writer.js";
-import { quantize } from "../quant/blocks.js";
+import { quantize } from "../quant/formats/index.js";
 import { Random, hashString, normalQuantile } from "./random.js";
 import { ModelShape, SynthOptions } from "./presets.js";
 import { buildVocab } from "./vocab.js";

@@ -5,8 +5,8 @@ import koffi from "koffi";
 
 /**
  * ggml's own C functions from node-llama-cpp's prebuilt binaries, called through koffi: the
- * oracle for bit-exact quantization and for the GGUF format. Loading fails softly (tests skip
- * with the reason) where the binaries are absent, e.g. on another platform.
+ * oracle for bit-exact quantization, products and the GGUF format. Loading fails softly (the
+ * loaders return the reason) where the binaries are absent, e.g. on another platform.
  */
 
 /** Where node-llama-cpp keeps its prebuilt libraries: bins/<platform>/ (throws if absent). */
@@ -63,6 +63,19 @@ export interface GgmlBase {
   fp32ToBf16Row(src: Float32Array): Uint16Array;
   fp32ToBf16RowRef(src: Float32Array): Uint16Array;
   bf16ToFp32Row(src: Uint16Array): Float32Array;
+  /** ggml_type_size, ggml_blck_size and ggml_type_name of a type id. */
+  typeSize(type: number): number;
+  blockSize(type: number): number;
+  typeName(type: number): string;
+  /** The type's to_float (dequantize_row_<type>) on `n` values. */
+  dequantizeRow(type: number, blocks: Uint8Array, n: number): Float32Array;
+  /** The type's from_float_ref (quantize_row_<type>_ref), or undefined where ggml has none. */
+  quantizeRowRef(type: number, src: Float32Array): Uint8Array | undefined;
+  /**
+   * ggml_quantize_chunk of `rows` rows of `perRow` values (after ggml_quantize_init, which the
+   * i-quants need), with an importance matrix of `perRow` weights or none.
+   */
+  quantizeChunk(type: number, src: Float32Array, rows: number, perRow: number, imatrix?: Float32Array): Uint8Array;
   /** ggml's gguf_init_from_file; undefined when ggml rejects the file. */
   readGguf(path: string): GgmlGgufFile | undefined;
   /** ggml's gguf_write_to_file. */
@@ -78,6 +91,12 @@ export interface GgmlCpuVariant {
   quantizeRowQ8_0(src: Float32Array): Uint8Array;
   /** ggml_cpu_fp32_to_fp16: the CPU backend's run-time conversion. */
   fp32ToFp16(src: Float32Array): Uint16Array;
+  /** type_traits_cpu[type].vec_dot_type, or undefined when the type has no vec_dot. */
+  vecDotType(type: number): number | undefined;
+  /** type_traits_cpu[type].from_float on `src`, writing `bytes` bytes (how activations of that type are made). */
+  fromFloat(type: number, src: Float32Array, bytes: number): Uint8Array;
+  /** type_traits_cpu[type].vec_dot of `n` values: weights x (of `type`) · activations y (of its vec_dot_type). */
+  vecDot(type: number, n: number, x: Uint8Array, y: Uint8Array): number;
 }
 
 /** Calls a ggml row function `f(src, dst, n)` and hands back dst. */
@@ -101,6 +120,24 @@ function loadBase(directory: string): GgmlBase {
   const toBf16 = lib.func("void ggml_fp32_to_bf16_row(const float *x, void *y, int64_t n)");
   const toBf16Ref = lib.func("void ggml_fp32_to_bf16_row_ref(const float *x, void *y, int64_t n)");
   const fromBf16 = lib.func("void ggml_bf16_to_fp32_row(const void *x, float *y, int64_t n)");
+  const typeSize = lib.func("size_t ggml_type_size(int type)");
+  const blockSize = lib.func("int64_t ggml_blck_size(int type)");
+  const typeName = lib.func("const char *ggml_type_name(int type)");
+  const quantizeInit = lib.func("void ggml_quantize_init(int type)");
+  const quantizeChunk = lib.func("size_t ggml_quantize_chunk(int type, const float *src, void *dst, int64_t start, int64_t nrows, int64_t n_per_row, const float *imatrix)");
+  const Traits = koffi.struct("ggml_type_traits", {
+    type_name: "const char *",
+    blck_size: "int64_t",
+    blck_size_interleave: "int64_t",
+    type_size: "size_t",
+    is_quantized: "bool",
+    to_float: "void *",
+    from_float_ref: "void *",
+  });
+  const getTraits = lib.func("const void *ggml_get_type_traits(int type)");
+  const rowProto = koffi.proto("void ggml_row_fn(const void *x, void *y, int64_t k)");
+  const traitsOf = (type: number) => koffi.decode(getTraits(type), Traits) as { to_float: unknown; from_float_ref: unknown };
+  const sizeOf = (type: number, n: number) => (n / Number(blockSize(type))) * Number(typeSize(type));
 
   const InitParams = koffi.struct("gguf_init_params", { no_alloc: "bool", ctx: "void *" });
   const GgmlInitParams = koffi.struct("ggml_init_params", { mem_size: "size_t", mem_buffer: "void *", no_alloc: "bool" });
@@ -172,6 +209,30 @@ function loadBase(directory: string): GgmlBase {
     fp32ToBf16Row: (src) => into(toBf16, src, new Uint16Array(src.length), src.length),
     fp32ToBf16RowRef: (src) => into(toBf16Ref, src, new Uint16Array(src.length), src.length),
     bf16ToFp32Row: (src) => into(fromBf16, src, new Float32Array(src.length), src.length),
+    typeSize: (type) => Number(typeSize(type)),
+    blockSize: (type) => Number(blockSize(type)),
+    typeName: (type) => typeName(type) as string,
+    dequantizeRow(type, blocks, n) {
+      const f = traitsOf(type).to_float;
+      if (!f) throw new Error(`ggml type ${typeName(type)} has no to_float`);
+      const out = new Float32Array(n);
+      koffi.call(f, rowProto, blocks, out, n);
+      return out;
+    },
+    quantizeRowRef(type, src) {
+      const f = traitsOf(type).from_float_ref;
+      if (!f) return undefined;
+      const out = new Uint8Array(sizeOf(type, src.length));
+      koffi.call(f, rowProto, src, out, src.length);
+      return out;
+    },
+    quantizeChunk(type, src, rows, perRow, imatrix) {
+      quantizeInit(type);
+      const out = new Uint8Array(rows * sizeOf(type, perRow));
+      const written = Number(quantizeChunk(type, src, out, 0, rows, perRow, imatrix ?? null));
+      if (written !== out.length) throw new Error(`ggml_quantize_chunk(${typeName(type)}) wrote ${written} bytes, expected ${out.length}`);
+      return out;
+    },
 
     readGguf(path) {
       const ctx = g.initFromFile(path, { no_alloc: true, ctx: null }) as GgufContext | null;
@@ -253,6 +314,10 @@ function loadBase(directory: string): GgmlBase {
 }
 
 function loadCpuVariants(directory: string): GgmlCpuVariant[] {
+  // struct ggml_type_traits_cpu (ggml-cpu.h) and the function types it points to.
+  const CpuTraits = koffi.struct("ggml_type_traits_cpu", { from_float: "void *", vec_dot: "void *", vec_dot_type: "int", nrows: "int64_t" });
+  const cpuRowProto = koffi.proto("void ggml_cpu_row_fn(const float *x, void *y, int64_t k)");
+  const vecDotProto = koffi.proto("void ggml_vec_dot_fn(int n, float *s, size_t bs, const void *x, size_t bx, const void *y, size_t by, int nrc)");
   const variants: GgmlCpuVariant[] = [];
   for (const file of readdirSync(directory)) {
     const match = /^libggml-cpu-(.+)\.so$/.exec(file);
@@ -264,11 +329,34 @@ function loadCpuVariants(directory: string): GgmlCpuVariant[] {
     if (score === 0) continue;
     const quantize = lib.func("void quantize_row_q8_0(const float *x, void *y, int64_t k)");
     const toFp16 = lib.func("void ggml_cpu_fp32_to_fp16(const float *x, void *y, int64_t n)");
+    // Fills the fp16 → f32 table that the vec_dot functions read scales through.
+    lib.func("void ggml_cpu_init(void)")();
+    const getTraits = lib.func("const void *ggml_get_type_traits_cpu(int type)");
+    const traitsOf = (type: number) =>
+      koffi.decode(getTraits(type), CpuTraits) as { from_float: unknown; vec_dot: unknown; vec_dot_type: number };
     variants.push({
       name: match[1]!,
       score,
       quantizeRowQ8_0: (src) => into(quantize, src, new Uint8Array((src.length / 32) * Q8_0_BLOCK), src.length),
       fp32ToFp16: (src) => into(toFp16, src, new Uint16Array(src.length), src.length),
+      vecDotType(type) {
+        const traits = traitsOf(type);
+        return traits.vec_dot ? traits.vec_dot_type : undefined;
+      },
+      fromFloat(type, src, bytes) {
+        const f = traitsOf(type).from_float;
+        if (!f) throw new Error(`ggml type ${type} has no CPU from_float`);
+        const out = new Uint8Array(bytes);
+        koffi.call(f, cpuRowProto, src, out, src.length);
+        return out;
+      },
+      vecDot(type, n, x, y) {
+        const f = traitsOf(type).vec_dot;
+        if (!f) throw new Error(`ggml type ${type} has no CPU vec_dot`);
+        const s = new Float32Array(1);
+        koffi.call(f, vecDotProto, n, s, 0, x, 0, y, 0, 1);
+        return s[0]!;
+      },
     });
   }
   return variants.sort((a, b) => b.score - a.score);

@@ -1,5 +1,5 @@
 import { GgufFile } from "../../src/gguf/reader.js";
-import { GgufValue } from "../../src/gguf/types.js";
+import { GgufValue, tensorByteLength } from "../../src/gguf/types.js";
 import { GgufTensorSpec, writeGguf } from "../../src/gguf/writer.js";
 
 export interface Rewrite {
@@ -26,10 +26,10 @@ export function rewriteGguf(source: string, target: string, change: Rewrite): vo
           dims,
           type: t.type,
           produce(emit) {
-            const bytes = new Uint8Array(t.byteLength);
+            const bytes = new Uint8Array(tensorByteLength(t));
             file.readTensor(t, bytes);
             const elements = dims.reduce((a, b) => a * b, 1);
-            const size = (t.byteLength / t.elementCount) * elements;
+            const size = (bytes.length / t.elementCount) * elements;
             const out = new Uint8Array(size);
             out.set(bytes.subarray(0, Math.min(size, bytes.length)));
             emit(out);
