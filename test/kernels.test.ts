@@ -1,11 +1,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { GgmlType, ggmlRowBytes, ggmlTypeName } from "../src/gguf/types.js";
+import { GgmlType, ggmlBlockSize, ggmlRowBytes, ggmlTypeName } from "../src/gguf/types.js";
 import { ActivationFormat, DownLayout, ExpertRef, Kernels, KvLayerRef, KvType, MatrixRef, activationFormatFor } from "../src/kernels/api.js";
 import { Arena, Ptr } from "../src/kernels/arena.js";
 import { ReferenceKernels } from "../src/kernels/reference.js";
 import { WasmKernels, createWasmKernels } from "../src/kernels/wasm/kernels.js";
 import { dequantize, fp16ToFp32, fp32ToFp16, quantize } from "../src/quant/index.js";
+import { BLOCK_TYPES, randomBlocks } from "./helpers/blocks.js";
 
 // The WASM kernels against the plain-TS reference on random data. Integer paths (Q4_0/Q8_0 products,
 // activation quantization, the element-wise kernels, expert down products) must match bit for bit;
@@ -33,6 +34,7 @@ function randoms(count: number, seed: number, scale = 1): Float32Array {
 
 /** GGUF bytes of `rows` rows of random values. */
 function rawMatrix(type: GgmlType, rows: number, cols: number, seed: number): Uint8Array {
+  if (BLOCK_TYPES.includes(type)) return randomBlocks(type, rows, cols, seed);
   const bytes = new Uint8Array(ggmlRowBytes(type, cols) * rows);
   quantize(type, randoms(rows * cols, seed), bytes, 0);
   return bytes;
@@ -164,6 +166,49 @@ describe("activation preparation", () => {
     }
   });
 
+  test("q8_1 and q8_k rows hold the quants, scales and sums ggml's blocks hold", () => {
+    const cols = 512;
+    const rows = 3;
+    const x = randoms(rows * cols, 13, 3);
+    x.fill(0, 256, 512 - 32); // nearly empty superblock, and an all-zero q8_1 block in it
+    x[300] = -50; // a negative maximum (q8_k scales by -127/max)
+    x.set([0.5, -0.5, 1.5, 2.5], 40);
+    const wasm = sideFor(wasm2);
+    const ref = sideFor(reference);
+    for (const format of ["q8_1", "q8_k"] as const) {
+      const ours = wasm.prepared(format, x, rows, cols);
+      const theirs = ref.prepared(format, x, rows, cols);
+      const rowBytes = wasm2.activationBytes(format, cols);
+      const refRowBytes = reference.activationBytes(format, cols);
+      const block = format === "q8_1" ? 32 : 256;
+      const blockBytes = format === "q8_1" ? 36 : 292;
+      const blocks = cols / block;
+      for (let r = 0; r < rows; r++) {
+        const row = ours + r * rowBytes;
+        const i8 = new Int8Array(wasm.arena.bytes.buffer, row, cols);
+        const i16 = new Int16Array(wasm.arena.bytes.buffer, row + cols, cols);
+        const scales = wasm.arena.f32(row + 3 * cols, blocks);
+        for (let b = 0; b < blocks; b++) {
+          const view = new DataView(ref.arena.bytes.buffer, theirs + r * refRowBytes + b * blockBytes, blockBytes);
+          const quantsAt = 4;
+          const d = format === "q8_1" ? fp16ToFp32(view.getUint16(0, true)) : view.getFloat32(0, true);
+          assert.ok(Object.is(scales[b], d), `${format} row ${r} block ${b} scale ${scales[b]} vs ${d}`);
+          for (let j = 0; j < block; j++) {
+            assert.equal(i8[b * block + j], view.getInt8(quantsAt + j), `${format} row ${r} value ${b * block + j}`);
+            assert.equal(i16[b * block + j], view.getInt8(quantsAt + j));
+          }
+          if (format === "q8_1") {
+            const sums = wasm.arena.f32(row + ((3 * cols + blocks * 8 + 15) & ~15), blocks);
+            assert.ok(Object.is(sums[b], fp16ToFp32(view.getUint16(2, true))), `q8_1 row ${r} block ${b} sum`);
+          } else {
+            const sums = wasm.arena.i32(row + 3 * cols + 4 * blocks, cols / 16);
+            for (let g = 0; g < 16; g++) assert.equal(sums[b * 16 + g], view.getInt16(260 + 2 * g, true), `q8_k row ${r} block ${b} bsum ${g}`);
+          }
+        }
+      }
+    }
+  });
+
   test("f16 and bf16 rows are the values rounded as the reference rounds them", () => {
     const cols = 37;
     const x = randoms(cols * 2, 5, 1000);
@@ -230,9 +275,49 @@ describe("matrix products", () => {
   }
 });
 
+describe("block-format products (every format decoded to the canonical block) equal the reference bit for bit", () => {
+  for (const type of BLOCK_TYPES) {
+    test(`${ggmlTypeName(type)} × prepared activations, n = 1, 3, 33`, () => {
+      const values = ggmlBlockSize(type);
+      for (const [rows, cols] of [[1, values], [7, 2 * Math.max(values, 128)], [13, 512]] as const) {
+        const raw = rawMatrix(type, rows, cols, rows * 100 + cols + type);
+        for (const n of [1, 3, 33]) {
+          const x = randoms(n * cols, n + cols + type, 2);
+          const run = (side: Side) => {
+            const w = side.matrix(type, rows, cols, raw);
+            const xp = side.prepared(activationFormatFor(type), x, n, cols);
+            const y = side.arena.alloc(4 * n * rows);
+            side.kernels.matmul(w, xp, n, y);
+            return side.f32(y, n * rows);
+          };
+          const what = `${ggmlTypeName(type)} ${rows}×${cols}, n = ${n}`;
+          const one = run(sideFor(wasm1));
+          assertBits(run(sideFor(wasm2)), one, `${what}, 2 threads vs 1`);
+          assertBits(one, run(sideFor(reference)), what);
+        }
+      }
+    });
+  }
+
+  test("dequantizeRows of every block format", () => {
+    for (const type of BLOCK_TYPES) {
+      const [n, cols] = [5, 512];
+      const raw = rawMatrix(type, n, cols, 23 + type);
+      const run = (side: Side) => {
+        const dst = side.arena.alloc(4 * n * cols);
+        side.kernels.dequantizeRows(side.arena, type, side.put(raw), n, cols, dst);
+        return side.f32(dst, n * cols);
+      };
+      const one = run(sideFor(wasm1));
+      assertBits(run(sideFor(wasm2)), one, `dequantize ${ggmlTypeName(type)}, 2 threads vs 1`);
+      assertBits(one, run(sideFor(reference)), `dequantize ${ggmlTypeName(type)}`);
+    }
+  });
+});
+
 test("several products in one call (matmuls) equal separate matmul calls", () => {
   const cols = 96;
-  const specs: [GgmlType, number][] = [[GgmlType.F32, 9], [GgmlType.Q4_0, 130], [GgmlType.Q4_0, 37], [GgmlType.Q8_0, 64], [GgmlType.F16, 5]];
+  const specs: [GgmlType, number][] = [[GgmlType.F32, 9], [GgmlType.Q4_0, 130], [GgmlType.Q4_0, 37], [GgmlType.Q8_0, 64], [GgmlType.F16, 5], [GgmlType.Q5_1, 21], [GgmlType.IQ4_NL, 64]];
   for (const n of [1, 3, 6]) {
     const x = randoms(n * cols, 40 + n);
     const run = (side: Side, together: boolean) => {
@@ -447,6 +532,34 @@ describe("the fused sparse expert", () => {
             assert.ok(Math.abs(ours.active - ref.active) <= 1, `${what}: active ${ours.active} vs ${ref.active}`);
           }
           assert.ok(ours.active > 0 && ours.active < tokens.length * ffn, `${what}: a sparse pattern (${ours.active})`);
+        }
+      });
+    }
+  }
+
+  for (const type of BLOCK_TYPES) {
+    for (const layout of ["upstream", "transposed"] as DownLayout[]) {
+      test(`block format ${ggmlTypeName(type)} experts, down ${layout}: bit for bit the reference, sparse or dense, 1 or 2 threads`, () => {
+        const types = { gate: type, down: type };
+        const shapes: [number, number, number[]][] = [[256, 256, [0]], [256, 512, [2, 0, 3]], [512, 256, [3, 0, 5, 2, 4, 1, 0, 3, 2, 5, 1]]];
+        for (const [hidden, ffn, tokens] of shapes) {
+          const available = 6;
+          const [dRows, dCols] = layout === "upstream" ? [hidden, ffn] : [ffn, hidden];
+          const raws = [rawMatrix(type, ffn, hidden, 1 + hidden), rawMatrix(type, ffn, hidden, 2 + ffn), rawMatrix(type, dRows, dCols, 3)];
+          const x = randoms(available * hidden, 7 + tokens.length, 2);
+          const results = [wasm1, wasm2].flatMap((kernels) => [true, false].map((sparse) => {
+            const on = sideFor(kernels);
+            return run(on, expertOn(on, types, layout, hidden, ffn, raws), x, tokens, available, sparse);
+          }));
+          const ref = run(sideFor(reference), expertOn(sideFor(reference), types, layout, hidden, ffn, raws), x, tokens, available, true);
+          const what = `${ggmlTypeName(type)} ${hidden}×${ffn}, ${tokens.length} tokens`;
+          for (const other of results.slice(1)) {
+            assertBits(other.y, results[0]!.y, `${what}: threads and sparsity must not change results`);
+            assert.equal(other.active, results[0]!.active);
+          }
+          assert.equal(results[0]!.active, ref.active, `${what}: active neurons`);
+          assertBits(results[0]!.y, ref.y, what);
+          assert.ok(ref.active > 0 && ref.active < tokens.length * ffn, `${what}: a sparse pattern (${ref.active})`);
         }
       });
     }

@@ -429,3 +429,44 @@ export function quantizeWithLlama(input: string, output: string, options: LlamaQ
     if (table) koffi.free(table);
   }
 }
+
+/**
+ * llama.cpp's file types (include/llama.h LLAMA_FTYPE_MOSTLY_*) that its quantizer writes, and
+ * whether it refuses them without an importance matrix (tensor_requires_imatrix in llama-quant.cpp).
+ */
+export const LLAMA_FTYPES: readonly { name: string; ftype: number; imatrix: boolean }[] = [
+  { name: "F16", ftype: 1, imatrix: false },
+  { name: "Q4_0", ftype: 2, imatrix: false },
+  { name: "Q4_1", ftype: 3, imatrix: false },
+  { name: "Q8_0", ftype: 7, imatrix: false },
+  { name: "Q5_0", ftype: 8, imatrix: false },
+  { name: "Q5_1", ftype: 9, imatrix: false },
+  { name: "Q2_K", ftype: 10, imatrix: false },
+  { name: "Q3_K_S", ftype: 11, imatrix: false },
+  { name: "Q3_K_M", ftype: 12, imatrix: false },
+  { name: "Q3_K_L", ftype: 13, imatrix: false },
+  { name: "Q4_K_S", ftype: 14, imatrix: false },
+  { name: "Q4_K_M", ftype: 15, imatrix: false },
+  { name: "Q5_K_S", ftype: 16, imatrix: false },
+  { name: "Q5_K_M", ftype: 17, imatrix: false },
+  { name: "Q6_K", ftype: 18, imatrix: false },
+  { name: "IQ2_XXS", ftype: 19, imatrix: true },
+  { name: "IQ2_XS", ftype: 20, imatrix: true },
+  { name: "Q2_K_S", ftype: 21, imatrix: true },
+  { name: "IQ3_XS", ftype: 22, imatrix: true },
+  { name: "IQ3_XXS", ftype: 23, imatrix: true },
+  { name: "IQ1_S", ftype: 24, imatrix: true },
+  { name: "IQ4_NL", ftype: 25, imatrix: false },
+  { name: "IQ3_S", ftype: 26, imatrix: false },
+  { name: "IQ3_M", ftype: 27, imatrix: false },
+  { name: "IQ2_S", ftype: 28, imatrix: true },
+  { name: "IQ2_M", ftype: 29, imatrix: true },
+  { name: "IQ4_XS", ftype: 30, imatrix: false },
+  { name: "IQ1_M", ftype: 31, imatrix: true },
+  { name: "BF16", ftype: 32, imatrix: false },
+  { name: "TQ1_0", ftype: 36, imatrix: false },
+  { name: "TQ2_0", ftype: 37, imatrix: false },
+  { name: "MXFP4_MOE", ftype: 38, imatrix: false },
+  { name: "Q1_0", ftype: 40, imatrix: false },
+  { name: "Q2_0", ftype: 41, imatrix: false },
+];

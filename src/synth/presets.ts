@@ -54,6 +54,8 @@ export const PRESETS: Record<string, ModelShape> = {
   "tiny-swa": { ...SHAPE_TINY, layers: 8, slidingWindow: 4096 },
   /** The 21B's proportions in miniature: query width (7×16 = 112) differs from hidden (96), GQA group 7. */
   "tiny-21b": { ...SHAPE_TINY, layers: 2, hidden: 96, heads: 7, kvHeads: 1, headDim: 16, experts: 16, expertsUsed: 3, tiedOutput: false },
+  /** Every row a multiple of 256 values, as K- and i-quants need (hidden, query width, expert width). */
+  "tiny-k": { ...SHAPE_TINY, layers: 2, hidden: 256, heads: 4, kvHeads: 2, headDim: 64, expertFfn: 256 },
   /** The default demo model: small, with the real vocabulary so text looks like text. */
   demo: { ...SHAPE_TINY, layers: 4, hidden: 128, heads: 4, kvHeads: 2, headDim: 32, experts: 8, expertsUsed: 2, expertFfn: 128, vocab: "qwen2", tiedOutput: false },
 };

@@ -1,9 +1,11 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { GgmlType, ggmlTypeName } from "../../src/gguf/types.js";
 import { PRESETS, RoutingSkew, ModelShape } from "../../src/synth/presets.js";
 import { synthesize } from "../../src/synth/generate.js";
+import { GgufFile } from "../../src/gguf/reader.js";
+import { quantizeWithLlama } from "../../src/bench/llama-direct.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const TEST_CACHE = join(root, ".cache", "test-models");
@@ -37,6 +39,40 @@ export function testModel(spec: TestModelSpec): string {
       routing: spec.routing ?? null,
       sparsity: spec.sparsity ?? null,
     });
+  }
+  return path;
+}
+
+/** Positive pseudo-random importance weights for every matrix of a GGUF (a stand-in for llama-imatrix's output). */
+export function syntheticImatrix(path: string, seed = 5): Map<string, Float32Array> {
+  const file = GgufFile.open(path);
+  try {
+    let s = seed >>> 0 || 1;
+    const next = () => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return s / 2 ** 32;
+    };
+    const imatrix = new Map<string, Float32Array>();
+    for (const t of file.tensors) {
+      // One weight per input column of each expert (llama.cpp's layout: row length × experts).
+      if (t.dims.length >= 2) imatrix.set(t.name, Float32Array.from({ length: t.dims[0]! * (t.dims[2] ?? 1) }, () => 0.5 + next()));
+    }
+    return imatrix;
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * `spec`'s model quantized by llama.cpp's own quantizer (llama_model_quantize, the default per-tensor
+ * mix of the file type unless `pure`), generated once into the cache.
+ */
+export function llamaQuantizedModel(spec: TestModelSpec, fileType: { name: string; ftype: number; imatrix: boolean }, pure = false): string {
+  const source = testModel(spec);
+  const path = source.replace(/\.gguf$/, `-llama-${fileType.name}${pure ? "-pure" : ""}.gguf`);
+  if (!existsSync(path)) {
+    quantizeWithLlama(source, `${path}.partial`, { ftype: fileType.ftype, pure, imatrix: fileType.imatrix ? syntheticImatrix(source) : undefined });
+    renameSync(`${path}.partial`, path);
   }
   return path;
 }

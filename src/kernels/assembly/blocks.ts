@@ -6,14 +6,14 @@
 // Every result equals the reference bit for bit: per block the integer sums are exact, the block's
 // contribution follows its form, and it is added to the row's f32 accumulator in block order.
 
-import { CANON_BYTES, CANON_F0, CANON_F1, CANON_MINS, CANON_SCALES, CANON_VALUES, FORM_DK, FORM_DMIN, FORM_Q81 } from "./canonical";
+import { CANON_BYTES, CANON_F0, CANON_F1, CANON_MINS, CANON_SCALES, CANON_VALUES, FORM_DK, FORM_DMIN, FORM_Q81, FORM_SUB } from "./canonical";
 import { q8_1Sums, q8I16, q8kScales, q8kSums, q8Scales } from "./activations";
 import { decodeQ2K, decodeQ3K, decodeQ4K, decodeQ5K, decodeQ6K } from "./kquants";
-import { decodeIQ4_NL, decodeIQ4_XS, decodeMXFP4, decodeQ4_1, decodeQ5_0, decodeQ5_1, decodeTQ1_0, decodeTQ2_0 } from "./legacy";
+import { decodeIQ4_NL, decodeIQ4_XS, decodeMXFP4, decodeQ1_0, decodeQ2_0, decodeQ4_1, decodeQ5_0, decodeQ5_1, decodeTQ1_0, decodeTQ2_0 } from "./legacy";
 import { decodeIQ1_M, decodeIQ1_S, decodeIQ2_S, decodeIQ2_XS, decodeIQ2_XXS, decodeIQ3_S, decodeIQ3_XXS } from "./iquants";
 import { activationRow, storeLanes } from "./quantized";
 import { transposeSum } from "./simd";
-import { IQ1_M, IQ1_S, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS, IQ4_NL, IQ4_XS, MXFP4, Q2_K, Q3_K, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, TQ1_0, TQ2_0 } from "./types";
+import { Q1_0, Q2_0, IQ1_M, IQ1_S, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS, IQ4_NL, IQ4_XS, MXFP4, Q2_K, Q3_K, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, TQ1_0, TQ2_0 } from "./types";
 
 /** Whether `type` is a block format served here. */
 export function isBlockFormat(type: i32): bool {
@@ -22,6 +22,8 @@ export function isBlockFormat(type: i32): bool {
 
 /** Values per block. */
 export function blockValues(type: i32): i32 {
+  if (type == Q1_0) return 128;
+  if (type == Q2_0) return 64;
   return type == Q4_1 || type == Q5_0 || type == Q5_1 || type == IQ4_NL || type == MXFP4 ? 32 : 256;
 }
 
@@ -48,6 +50,8 @@ export function blockBytes(type: i32): usize {
     case IQ3_S: return 110;
     case IQ1_S: return 50;
     case IQ1_M: return 56;
+    case Q1_0: return 18;
+    case Q2_0: return 18;
   }
   return 0;
 }
@@ -55,13 +59,14 @@ export function blockBytes(type: i32): usize {
 @inline function formOf(type: i32): i32 {
   if (type == Q2_K || type == Q4_K || type == Q5_K) return FORM_DMIN;
   if (type == Q4_1 || type == Q5_1) return FORM_Q81;
+  if (type == Q1_0 || type == Q2_0) return FORM_SUB;
   return FORM_DK;
 }
 
 /** The activation format a block format's products take (FORMAT_* of index.ts: 3 q8_0, 4 q8_1, 5 q8_k). */
 export function activationFormat(type: i32): i32 {
   if (type == Q4_1 || type == Q5_1) return 4;
-  return blockValues(type) == 32 ? 3 : 5;
+  return blockValues(type) == 256 ? 5 : 3;
 }
 
 /** Decodes one block (its bytes at p) into the canonical block at c. */
@@ -87,6 +92,8 @@ function decode(type: i32, p: usize, c: usize): void {
     case IQ3_S: decodeIQ3_S(p, c); break;
     case IQ1_S: decodeIQ1_S(p, c); break;
     case IQ1_M: decodeIQ1_M(p, c); break;
+    case Q1_0: decodeQ1_0(p, c); break;
+    case Q2_0: decodeQ2_0(p, c); break;
   }
 }
 
@@ -95,16 +102,25 @@ const TILE: i32 = 32;
 /** Scratch a thread needs for products of these formats: four canonical blocks and a tile's sums. */
 export const BLOCK_SCRATCH: usize = 4 * CANON_BYTES + <usize>TILE * 16;
 
-/** Σ_g scale_g·Σ v·x for one canonical row (c) and the i16 activations of its block (x16): i32x4 partials. */
-@inline function rowSums(c: usize, x16: usize, groups: i32): v128 {
+/**
+ * Σ_g scale_g·Σ v·x over groups [g0, g1) of one canonical row (c), with x16 the i16 activations of
+ * group g0: i32x4 partials.
+ */
+@inline function rowSums(c: usize, x16: usize, g0: i32, g1: i32): v128 {
   let acc = i32x4.splat(0);
-  for (let g = 0; g < groups; g++) {
+  for (let g = g0; g < g1; g++) {
     const v = v128.load(c + CANON_VALUES + (<usize>g << 4));
-    const xv = x16 + (<usize>g << 5);
+    const xv = x16 + (<usize>(g - g0) << 5);
     const p = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), v128.load(xv)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), v128.load(xv, 16)));
     acc = i32x4.add(acc, i32x4.mul(p, v128.load32_splat(c + CANON_SCALES + (<usize>g << 2))));
   }
   return acc;
+}
+
+/** rowSums of four canonical rows (c, c + CANON_BYTES, …) as one i32x4, lane k = row k. */
+@inline function sums4(c: usize, x16: usize, g0: i32, g1: i32): v128 {
+  return transposeSum(rowSums(c, x16, g0, g1), rowSums(c + CANON_BYTES, x16, g0, g1),
+    rowSums(c + 2 * CANON_BYTES, x16, g0, g1), rowSums(c + 3 * CANON_BYTES, x16, g0, g1));
 }
 
 /** Σ_g min_g·bsum_g for one canonical row of a 256-value block (bsums: 16 i32): i32x4 partials. */
@@ -123,33 +139,41 @@ export const BLOCK_SCRATCH: usize = 4 * CANON_BYTES + <usize>TILE * 16;
 }
 
 /**
- * The contributions of block b of four decoded rows (canonical blocks at c, c + CANON_BYTES, …) to
- * their products with activation row x (`cols` values, prepared in the type's activation format).
+ * acc + the contributions of block b of four decoded rows (canonical blocks at c, c + CANON_BYTES, …)
+ * to their products with activation row x (`cols` values, prepared in the type's activation format).
  */
-@inline function contribution4(type: i32, c: usize, x: usize, cols: i32, b: i32): v128 {
+@inline function accumulate4(type: i32, c: usize, x: usize, cols: i32, b: i32, acc: v128): v128 {
   const values = blockValues(type);
   const groups = values >> 4;
   const x16 = q8I16(x, cols) + (<usize>(b * values) << 1);
-  const isum = transposeSum(rowSums(c, x16, groups), rowSums(c + CANON_BYTES, x16, groups),
-    rowSums(c + 2 * CANON_BYTES, x16, groups), rowSums(c + 3 * CANON_BYTES, x16, groups));
   const form = formOf(type);
   const f0 = lanes4(c, CANON_F0);
+  if (form == FORM_SUB) {
+    // Each 32-value activation block is a block of its own (Q1_0, Q2_0).
+    for (let k = 0; k < values >> 5; k++) {
+      const isum = sums4(c, x16 + (<usize>k << 6), 2 * k, 2 * k + 2);
+      const dx = v128.load32_splat(q8Scales(x, cols) + (<usize>(b * (values >> 5) + k) << 2));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.mul(f0, dx), f32x4.convert_i32x4_s(isum)));
+    }
+    return acc;
+  }
+  const isum = sums4(c, x16, 0, groups);
   const f1 = lanes4(c, CANON_F1);
   if (values == 256) {
     const dx = v128.load32_splat(q8kScales(x, cols) + (<usize>b << 2));
     const bsums = q8kSums(x, cols) + (<usize>b << 6);
     const msum = transposeSum(rowMins(c, bsums), rowMins(c + CANON_BYTES, bsums), rowMins(c + 2 * CANON_BYTES, bsums), rowMins(c + 3 * CANON_BYTES, bsums));
     if (form == FORM_DMIN) {
-      return f32x4.sub(f32x4.mul(f32x4.mul(f0, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f32x4.mul(f1, dx), f32x4.convert_i32x4_s(msum)));
+      return f32x4.add(acc, f32x4.sub(f32x4.mul(f32x4.mul(f0, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f32x4.mul(f1, dx), f32x4.convert_i32x4_s(msum))));
     }
-    return f32x4.mul(f32x4.mul(f32x4.mul(f0, dx), f1), f32x4.convert_i32x4_s(i32x4.add(isum, msum)));
+    return f32x4.add(acc, f32x4.mul(f32x4.mul(f32x4.mul(f0, dx), f1), f32x4.convert_i32x4_s(i32x4.add(isum, msum))));
   }
   const dx = v128.load32_splat(q8Scales(x, cols) + (<usize>b << 2));
   if (form == FORM_Q81) {
     const sx = v128.load32_splat(q8_1Sums(x, cols) + (<usize>b << 2));
-    return f32x4.add(f32x4.mul(f32x4.mul(f0, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f1, sx));
+    return f32x4.add(acc, f32x4.add(f32x4.mul(f32x4.mul(f0, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f1, sx)));
   }
-  return f32x4.mul(f32x4.mul(f32x4.mul(f0, dx), f1), f32x4.convert_i32x4_s(isum));
+  return f32x4.add(acc, f32x4.mul(f32x4.mul(f32x4.mul(f0, dx), f1), f32x4.convert_i32x4_s(isum)));
 }
 
 /** Decodes block b of rows p0..p3 (each a row's first byte) into the four canonical blocks at c. */
@@ -185,7 +209,7 @@ export function blockMatmul(type: i32, w: usize, cols: i32, x: usize, xStride: u
         decode4(type, bytes, p0, p1, p2, p3, b, scratch);
         for (let t = t0; t < t1; t++) {
           const s = sums + (<usize>(t - t0) << 4);
-          v128.store(s, f32x4.add(v128.load(s), contribution4(type, scratch, activationRow(x, xStride, xIndex, t), cols, b)));
+          v128.store(s, accumulate4(type, scratch, activationRow(x, xStride, xIndex, t), cols, b, v128.load(s)));
         }
       }
       for (let t = t0; t < t1; t++) storeLanes(activationRow(y, yStride, yIndex, t) + (<usize>r << 2), v128.load(sums + (<usize>(t - t0) << 4)), r1 - r);
@@ -206,7 +230,7 @@ export function blockGatheredRows(type: i32, w: usize, cols: i32, list: usize, c
     let acc = f32x4.splat(0);
     for (let b = 0; b < nb; b++) {
       decode4(type, bytes, w + <usize>i0 * rowBytes, w + <usize>i1 * rowBytes, w + <usize>i2 * rowBytes, w + <usize>i3 * rowBytes, b, scratch);
-      acc = f32x4.add(acc, contribution4(type, scratch, x, cols, b));
+      acc = accumulate4(type, scratch, x, cols, b, acc);
     }
     store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
     if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));

@@ -9,7 +9,10 @@
 //   FORM_DK    fround(fround(fround(f0·dx)·f1) · f32(isum + msum))       f1: a power of two
 //   FORM_DMIN  fround(fround(fround(f0·dx)·f32(isum)) − fround(fround(f1·dx)·f32(msum)))
 //   FORM_Q81   fround(fround(fround(f0·dx)·f32(isum)) + fround(f1·sx))
-// which is what the plain-TS reference (src/quant/formats) computes, bit for bit.
+//   FORM_SUB   each 32-value activation block k the weight block spans is a block of its own,
+//              fround(fround(f0·dx_k) · f32(isum_k)) (Q1_0, Q2_0)
+// added to the row's f32 sum block by block, which is what the plain-TS reference
+// (src/quant/formats) computes, bit for bit.
 
 export const CANON_VALUES: usize = 0;
 export const CANON_SCALES: usize = 256;
@@ -21,6 +24,7 @@ export const CANON_BYTES: usize = 400;
 export const FORM_DK: i32 = 0;
 export const FORM_DMIN: i32 = 1;
 export const FORM_Q81: i32 = 2;
+export const FORM_SUB: i32 = 3;
 
 /** Sets groups [g0, g1) of a canonical block to one scale and min. */
 @inline export function setGroups(c: usize, g0: i32, g1: i32, scale: i32, min: i32): void {

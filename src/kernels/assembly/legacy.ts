@@ -161,3 +161,25 @@ export function decodeTQ1_0(b: usize, c: usize): void {
   store<f32>(c + CANON_F0, halfToF32(<i32>load<u16>(b, 52)));
   store<f32>(c + CANON_F1, 1);
 }
+
+/** Q1_0: d (f16), 16 bytes of sign bits for 128 values (bit j of byte i: value 8i + j is +1, else −1). */
+export function decodeQ1_0(b: usize, c: usize): void {
+  for (let i = 0; i < 128; i++) {
+    const bit = (<i32>load<u8>(b + 2 + <usize>(i >> 3)) >> (i & 7)) & 1;
+    store<i8>(c + CANON_VALUES + <usize>i, <i8>(2 * bit - 1));
+  }
+  setGroups(c, 0, 8, 1, 0);
+  store<f32>(c + CANON_F0, halfToF32(<i32>load<u16>(b)));
+  store<f32>(c + CANON_F1, 1);
+}
+
+/** Q2_0: d (f16), 16 bytes of 2-bit values for 64 (value 4i + j: bits 2j of byte i, minus 1). */
+export function decodeQ2_0(b: usize, c: usize): void {
+  for (let i = 0; i < 64; i++) {
+    const q = (<i32>load<u8>(b + 2 + <usize>(i >> 2)) >> (2 * (i & 3))) & 3;
+    store<i8>(c + CANON_VALUES + <usize>i, <i8>(q - 1));
+  }
+  setGroups(c, 0, 4, 1, 0);
+  store<f32>(c + CANON_F0, halfToF32(<i32>load<u16>(b)));
+  store<f32>(c + CANON_F1, 1);
+}

@@ -27,6 +27,8 @@ export const BF16: i32 = 30;
 export const TQ1_0: i32 = 34;
 export const TQ2_0: i32 = 35;
 export const MXFP4: i32 = 39;
+export const Q1_0: i32 = 41;
+export const Q2_0: i32 = 42;
 
 export type Q4 = u8;
 export type Q8 = i8;

@@ -53,6 +53,7 @@ const BLOCK_TYPES = new Set([
   GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL, GgmlType.MXFP4,
   GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_XS, GgmlType.TQ1_0, GgmlType.TQ2_0,
   GgmlType.IQ2_XXS, GgmlType.IQ2_XS, GgmlType.IQ2_S, GgmlType.IQ3_XXS, GgmlType.IQ3_S, GgmlType.IQ1_S, GgmlType.IQ1_M,
+  GgmlType.Q1_0, GgmlType.Q2_0,
 ]);
 
 /** How the kernels lay out and multiply a matrix (numbered as MATRIX_* in assembly/quantized.ts). */
