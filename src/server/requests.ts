@@ -26,6 +26,8 @@ export interface ChatRequest extends GenerationRequest {
 export interface CompletionRequest extends GenerationRequest {
   /** Text, or token ids. */
   prompt: string | number[];
+  /** parse_special: special-token text in a text prompt becomes special tokens (default: it stays text). */
+  parseSpecial: boolean;
 }
 
 const isEmptyArray = (value: unknown) => Array.isArray(value) && value.length === 0;
@@ -48,12 +50,13 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   const fields = requestFields(body);
   const prompt = readPrompt(fields.required("prompt"));
   const request = readCommon(fields);
+  const parseSpecial = fields.boolean("parse_special") ?? false;
   fields.onlyDefault("logprobs", (value) => value === 0, "log probabilities are not supported.");
   fields.onlyDefault("echo", (value) => value === false, "echoing the prompt is not supported.");
   fields.onlyDefault("best_of", (value) => value === 1, "only one candidate (best_of = 1) is supported.");
   fields.onlyDefault("suffix", (value) => value === "", "suffixes (fill-in-the-middle) are not supported.");
   fields.rejectUnread();
-  return { ...request, prompt };
+  return { ...request, prompt, parseSpecial };
 }
 
 function requestFields(body: unknown): FieldReader {
@@ -130,7 +133,7 @@ function readMessages(value: unknown): ChatMessage[] {
   return value.map((message, index) => readMessage(message, `messages[${index}]`));
 }
 
-/** Message fields other than these (name, refusal, annotations, …) are accepted and not used. */
+/** Message fields other than these (refusal, annotations, tool_call_id, …) are accepted and not used. */
 function readMessage(value: unknown, param: string): ChatMessage {
   if (!isObject(value)) throw invalidType(param, "an object", value);
   const fields = new FieldReader(value, param);
@@ -140,7 +143,19 @@ function readMessage(value: unknown, param: string): ChatMessage {
   fields.onlyDefault("tool_calls", isEmptyArray, "tool calls are not supported.");
   // an assistant message may have no content (OpenAI's own replies carry null when they call tools)
   const content = role === "assistant" ? (fields.optional("content") ?? "") : fields.required("content");
-  return { role, content: readContent(content, fields.param("content")) };
+  const message: ChatMessage = { role, content: readContent(content, fields.param("content")) };
+  const author = optionalString(fields, "name");
+  if (author !== undefined) message.name = author;
+  // the reasoning of an earlier reply, kept apart as llama-server and vLLM return it
+  const reasoning = role === "assistant" ? optionalString(fields, "reasoning_content") : undefined;
+  if (reasoning !== undefined) message.reasoningContent = reasoning;
+  return message;
+}
+
+function optionalString(fields: FieldReader, name: string): string | undefined {
+  const value = fields.optional(name);
+  if (value !== undefined && typeof value !== "string") throw invalidType(fields.param(name), "a string", value);
+  return value;
 }
 
 function readContent(value: unknown, param: string): string {
