@@ -13,7 +13,7 @@ export async function chatCompletions(site: Site, exchange: Exchange): Promise<v
   let promptIds: number[];
   try {
     // message text is tokenized as text: a message cannot forge the template's turn markup
-    promptIds = site.model.chatPrompt(request.messages).ids;
+    promptIds = site.model.chatPrompt(request.messages, { templateVariables: request.templateVariables }).ids;
   } catch (error) {
     // templates refuse some conversations on purpose (Qwen3's needs a user message)
     if (error instanceof ChatTemplateError) throw invalidRequest(error.message, "messages", "invalid_prompt");
@@ -39,8 +39,13 @@ export function modelNotFound(id: string): ApiError {
   return new ApiError(404, `The model ${JSON.stringify(id.slice(0, 200))} does not exist.`, { type: "invalid_request_error", param: "model", code: "model_not_found" });
 }
 
+/**
+ * One model is served, so whatever a client names it (gpt-3.5-turbo, as frameworks do by default)
+ * is taken to mean it, and the response says which model answered; with `strictModel`, only its
+ * own name is.
+ */
 function requireServedModel(site: Site, id: string): void {
-  if (id !== site.modelId) throw modelNotFound(id);
+  if (site.strictModel && id !== site.modelId) throw modelNotFound(id);
 }
 
 /** How many tokens to generate: what was asked for, if it fits the server's limit and the context. */

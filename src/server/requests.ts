@@ -1,5 +1,6 @@
-import { ChatMessage } from "../chat/index.js";
+import { ChatMessage, RESERVED_TEMPLATE_VARIABLES } from "../chat/index.js";
 import { GenerateOptions } from "../engine/generation.js";
+import { readOtherServersFields } from "./compat.js";
 import { invalidRequest } from "./errors.js";
 import { FieldReader, invalidType, invalidValue, isObject, kindOf, quote, unsupported } from "./fields.js";
 
@@ -14,13 +15,15 @@ export interface GenerationRequest {
   includeUsage: boolean;
   /** undefined: as many as fit in the context, up to the server's limit. */
   maxTokens: number | undefined;
-  /** Which of the two names the client gave it by, for errors about it. */
-  maxTokensParam: "max_tokens" | "max_completion_tokens";
+  /** Which of its names the client gave it by, for errors about it. */
+  maxTokensParam: "max_tokens" | "max_completion_tokens" | "n_predict";
   options: Omit<GenerateOptions, "maxTokens" | "signal">;
 }
 
 export interface ChatRequest extends GenerationRequest {
   messages: ChatMessage[];
+  /** chat_template_kwargs: more variables for the chat template. */
+  templateVariables: Record<string, unknown> | undefined;
 }
 
 export interface CompletionRequest extends GenerationRequest {
@@ -35,21 +38,20 @@ const isEmptyArray = (value: unknown) => Array.isArray(value) && value.length ==
 export function parseChatRequest(body: unknown): ChatRequest {
   const fields = requestFields(body);
   const messages = readMessages(fields.required("messages"));
-  const request = readCommon(fields);
+  const request = readCommon(fields, "chat");
   fields.onlyDefault("logprobs", (value) => value === false, "log probabilities are not supported.");
   fields.onlyDefault("top_logprobs", (value) => value === 0, "log probabilities are not supported.");
-  fields.onlyDefault("tools", isEmptyArray, "tool calling is not supported.");
-  fields.onlyDefault("tool_choice", (value) => value === "none" || value === "auto", "tool calling is not supported.");
+  readTools(fields);
   fields.onlyDefault("response_format", (value) => isObject(value) && value.type === "text", "only plain text responses are supported.");
-  fields.ignore("parallel_tool_calls");
+  const templateVariables = readTemplateVariables(fields);
   fields.rejectUnread();
-  return { ...request, messages };
+  return { ...request, messages, templateVariables };
 }
 
 export function parseCompletionRequest(body: unknown): CompletionRequest {
   const fields = requestFields(body);
   const prompt = readPrompt(fields.required("prompt"));
-  const request = readCommon(fields);
+  const request = readCommon(fields, "completion");
   const parseSpecial = fields.boolean("parse_special") ?? false;
   fields.onlyDefault("logprobs", (value) => value === 0, "log probabilities are not supported.");
   fields.onlyDefault("echo", (value) => value === false, "echoing the prompt is not supported.");
@@ -59,36 +61,67 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
   return { ...request, prompt, parseSpecial };
 }
 
+/**
+ * No tool is ever called here. Tools are refused, unless tool_choice is "none": the client then
+ * asks for a reply without tool calls, which is what this server gives, and the tools are ignored
+ * (not even described to the model, as OpenAI would: the reply is then the same as without them).
+ */
+function readTools(fields: FieldReader): void {
+  const choice = fields.optional("tool_choice");
+  if (choice !== undefined && choice !== "none" && choice !== "auto") {
+    throw unsupported("tool_choice", `tool calling is not supported; only "none" and "auto" are accepted, but got ${quote(choice)}.`);
+  }
+  const tools = fields.optional("tools");
+  if (tools === undefined) return;
+  if (!Array.isArray(tools)) throw invalidType("tools", "an array", tools);
+  if (tools.length > 0 && choice !== "none") throw unsupported("tools", 'tool calling is not supported (with tool_choice "none" the tools are accepted and ignored).');
+}
+
+/** chat_template_kwargs (llama-server, vLLM): variables for the chat template, such as enable_thinking. */
+function readTemplateVariables(fields: FieldReader): Record<string, unknown> | undefined {
+  const variables = fields.objectField("chat_template_kwargs");
+  for (const name of Object.keys(variables ?? {})) {
+    if (RESERVED_TEMPLATE_VARIABLES.has(name)) {
+      const param = `chat_template_kwargs.${name}`;
+      throw invalidRequest(`Invalid '${param}': ${name} is set by the server and cannot be replaced.`, param, "invalid_value");
+    }
+  }
+  return variables;
+}
+
 function requestFields(body: unknown): FieldReader {
   if (!isObject(body)) throw invalidRequest(`The request body must be a JSON object, but got ${kindOf(body)}.`, null, "invalid_body");
   return new FieldReader(body);
 }
 
 /** The parameters chat and text completions share. */
-function readCommon(fields: FieldReader): GenerationRequest {
+function readCommon(fields: FieldReader, endpoint: "chat" | "completion"): GenerationRequest {
   const model = fields.requiredString("model");
   const stream = fields.boolean("stream") ?? false;
   const includeUsage = readStreamOptions(fields, stream);
   const n = fields.integer("n", { min: 1 });
   if (n !== undefined && n > 1) throw unsupported("n", "only one choice (n = 1) is supported.");
-  const maxTokens = fields.integer("max_tokens", { min: 1 });
-  const maxCompletionTokens = fields.integer("max_completion_tokens", { min: 1 });
+  const { maxTokens, maxTokensParam } = readMaxTokens(fields);
   fields.onlyDefault("logit_bias", (value) => isObject(value) && Object.keys(value).length === 0, "logit biases are not supported.");
-  fields.ignore("user", "metadata", "store", "service_tier");
+  // llama-server's count of token probabilities to return
+  fields.onlyDefault("n_probs", (value) => value === 0, "token probabilities are not supported.");
+  readOtherServersFields(fields, endpoint);
   return {
     model,
     stream,
     includeUsage,
-    // max_tokens is the older name: a client sending both means the newer one
-    maxTokens: maxCompletionTokens ?? maxTokens,
-    maxTokensParam: maxCompletionTokens === undefined ? "max_tokens" : "max_completion_tokens",
+    maxTokens,
+    maxTokensParam,
     options: {
       temperature: fields.number("temperature", { min: 0, max: 2 }),
       topP: fields.number("top_p", { min: 0, max: 1, aboveMin: true }),
       topK: fields.integer("top_k", { min: 0 }),
       minP: fields.number("min_p", { min: 0, max: 1 }),
+      typicalP: fields.number("typical_p", { min: 0, max: 1, aboveMin: true }),
+      minKeep: fields.integer("min_keep", { min: 0 }),
       // far below 1 it divides logits past float32's range (the sampler then throws)
       repeatPenalty: fields.number("repeat_penalty", { min: 0.01, max: 100 }),
+      repeatLastN: fields.integer("repeat_last_n", { min: -1 }),
       presencePenalty: fields.number("presence_penalty", { min: -2, max: 2 }),
       frequencyPenalty: fields.number("frequency_penalty", { min: -2, max: 2 }),
       seed: fields.integer("seed", { min: 0 }),
@@ -96,6 +129,20 @@ function readCommon(fields: FieldReader): GenerationRequest {
       ignoreEos: fields.boolean("ignore_eos"),
     },
   };
+}
+
+/**
+ * max_completion_tokens, max_tokens (its older name) or llama-server's n_predict, where -1 means no
+ * limit; a client sending several means the newest name.
+ */
+function readMaxTokens(fields: FieldReader): Pick<GenerationRequest, "maxTokens" | "maxTokensParam"> {
+  const maxTokens = fields.integer("max_tokens", { min: 1 });
+  const maxCompletionTokens = fields.integer("max_completion_tokens", { min: 1 });
+  const nPredict = fields.integer("n_predict", { min: -1 });
+  if (nPredict === 0) throw invalidValue("n_predict", "-1 (no limit) or an integer of at least 1", nPredict);
+  if (maxCompletionTokens !== undefined) return { maxTokens: maxCompletionTokens, maxTokensParam: "max_completion_tokens" };
+  if (maxTokens !== undefined) return { maxTokens, maxTokensParam: "max_tokens" };
+  return { maxTokens: nPredict === -1 ? undefined : nPredict, maxTokensParam: nPredict === undefined ? "max_tokens" : "n_predict" };
 }
 
 function readStreamOptions(fields: FieldReader, stream: boolean): boolean {

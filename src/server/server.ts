@@ -12,6 +12,8 @@ export interface ServerOptions {
   model: Model;
   /** The name clients use for the model. */
   modelId: string;
+  /** Refuse requests that name another model (404), as OpenAI does; by default any name means the served model. */
+  strictModel?: boolean;
   /** Default 127.0.0.1. */
   host?: string;
   /** Default 8080; 0 picks a free port. */
@@ -32,7 +34,14 @@ export interface RunningServer {
 /** Serves `model` over an OpenAI-compatible HTTP API until `close` is called. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const site: Site = { model: options.model, modelId: options.modelId, created: Math.floor(Date.now() / 1000), limits, admission: new Admission(limits.maxQueue) };
+  const site: Site = {
+    model: options.model,
+    modelId: options.modelId,
+    strictModel: options.strictModel ?? false,
+    created: Math.floor(Date.now() / 1000),
+    limits,
+    admission: new Admission(limits.maxQueue),
+  };
   const log = (record: RequestRecord) => {
     try {
       options.log?.(record);

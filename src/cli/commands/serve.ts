@@ -15,11 +15,14 @@ model (random weights).
 Requests run one at a time, in arrival order; a request that continues the previous one (the next
 turn of a chat) reuses its KV cache. A client that disconnects stops its generation. Sampling
 parameters a request leaves out take llama.cpp's defaults (temperature 0.8, top_k 40, top_p 0.95,
-min_p 0.05); top_k, min_p, repeat_penalty and ignore_eos are accepted as extensions.
+min_p 0.05); llama-server's top_k, min_p, typical_p, min_keep, repeat_penalty, repeat_last_n,
+n_predict, ignore_eos and chat_template_kwargs are accepted as extensions. Message text is always
+tokenized as text: special-token text in it ("<|im_start|>") never becomes special tokens.
 
   --host H              address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --port P              port (default 8080; 0 picks a free one)
   --alias NAME          the model's name in the API (default: the file name without .gguf)
+  --strict-model        refuse requests naming another model (404); by default any name means this one
   --max-queue N         requests that may wait behind the running one; more get 429 (default ${DEFAULT_LIMITS.maxQueue})
   --max-tokens N        most tokens one request may generate (default ${DEFAULT_LIMITS.maxTokens})
   --max-body SIZE       largest request body; larger ones get 413 (default ${formatBytes(DEFAULT_LIMITS.maxBodyBytes)})
@@ -36,6 +39,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
         host: { type: "string" },
         port: { type: "string" },
         alias: { type: "string" },
+        "strict-model": { type: "boolean" },
         "max-queue": { type: "string" },
         "max-tokens": { type: "string" },
         "max-body": { type: "string" },
@@ -60,7 +64,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const modelId = values.alias ?? basename(model.path).replace(/\.gguf$/i, "");
   let server: RunningServer;
   try {
-    server = await startServer({ model, modelId, host, port, limits, log: (record) => log(formatRecord(record)) });
+    server = await startServer({ model, modelId, strictModel: values["strict-model"], host, port, limits, log: (record) => log(formatRecord(record)) });
   } catch (error) {
     await model.close();
     throw new UsageError(`smallthinker serve: cannot listen on ${host}:${port}: ${(error as Error).message}`);
