@@ -1,6 +1,7 @@
 import { createServer, IncomingMessage, ServerResponse, STATUS_CODES } from "node:http";
 import { AddressInfo, Socket } from "node:net";
 import { Model } from "../engine/model.js";
+import { AccessControl, type AccessOptions } from "./access.js";
 import { Admission } from "./admission.js";
 import { DEFAULT_LIMITS, Exchange, ServerLimits, Site } from "./context.js";
 import { ApiError, CLIENT_CLOSED, internalError } from "./errors.js";
@@ -8,7 +9,7 @@ import { sendError } from "./http.js";
 import { RequestRecord } from "./log.js";
 import { findHandler } from "./routes.js";
 
-export interface ServerOptions {
+export interface ServerOptions extends AccessOptions {
   model: Model;
   /** The name clients use for the model. */
   modelId: string;
@@ -34,6 +35,8 @@ export interface RunningServer {
 /** Serves `model` over an OpenAI-compatible HTTP API until `close` is called. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const host = options.host ?? "127.0.0.1";
+  const access = new AccessControl(options, host);
   const site: Site = {
     model: options.model,
     modelId: options.modelId,
@@ -55,7 +58,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const server = createServer((request, response) => {
     responding.add(request.socket);
     response.once("finish", () => responding.delete(request.socket));
-    const handling = handle(site, request, response, log);
+    const handling = handle(site, access, request, response, log);
     inFlight.add(handling);
     void handling.finally(() => inFlight.delete(handling));
   });
@@ -63,7 +66,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (!socket.writable || responding.has(socket) || error.code === "ECONNRESET") socket.destroy();
     else answerMalformed(error, socket, log);
   });
-  const host = options.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 8080, host, () => {
@@ -86,7 +88,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 }
 
 /** Answers one request; never rejects, whatever the request or the handler does. */
-async function handle(site: Site, request: IncomingMessage, response: ServerResponse, log: (record: RequestRecord) => void): Promise<void> {
+async function handle(site: Site, access: AccessControl, request: IncomingMessage, response: ServerResponse, log: (record: RequestRecord) => void): Promise<void> {
   const started = performance.now();
   const path = (request.url ?? "/").split("?", 1)[0]!;
   const record: RequestRecord = { method: request.method ?? "?", path, status: 0, ms: 0 };
@@ -99,7 +101,7 @@ async function handle(site: Site, request: IncomingMessage, response: ServerResp
   });
   const exchange: Exchange = { request, response, clientGone: gone.signal, record };
   try {
-    await findHandler(record.method, path)(site, exchange);
+    if (!access.admit(request, response, path)) await findHandler(record.method, path)(site, exchange);
   } catch (error) {
     const refusal = error instanceof ApiError ? error : internalError();
     record.error = error instanceof ApiError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
