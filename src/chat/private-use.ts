@@ -10,10 +10,10 @@ const LAST = 0xf8ff;
 
 /**
  * Picks `count` private-use characters. None may occur in `reserved` (the template's source and
- * everything it renders that is not message text: a character of these would be taken for one of
- * ours). Characters that also avoid `preferablyAvoided` (message text) are taken first; a message
- * that holds one of those is still rendered safely, since our use of a character only ever turns
- * text into more text, but its own character would then read as the one it stands for.
+ * the vocabulary's texts, which it renders as markup: a character of these would be taken for one
+ * of ours). Characters that also avoid `preferablyAvoided` (what the caller supplies) are taken
+ * first; a string holding one of those is still rendered safely, since our use of a character only
+ * ever turns text into plain text, but its own character would then read as the one it stands for.
  */
 export function pickPrivateCharacters(count: number, reserved: readonly string[], preferablyAvoided: readonly string[]): string[] {
   const used = (texts: readonly string[]) => {

@@ -67,10 +67,12 @@ const SENTINEL_CHARACTERS = 2;
 export function renderChatPrompt(template: ChatTemplate, messages: ChatMessage[], options: ChatRenderOptions, vocabulary: SpecialTokenMatcher): ChatPrompt {
   const text = template.render(messages, options);
   const specialTexts = vocabulary.specialTokenTexts;
+  // what the caller supplies may hold any character: at worst one of ours in it then reads as the
+  // character it stands for, or as a message, which is plain text either way
   const [open, close, ...standIns] = pickPrivateCharacters(
     SENTINEL_CHARACTERS + SpecialTextEscaper.firstCharacters(specialTexts).length,
-    [template.source, template.specialTokens.bos, template.specialTokens.eos, ...specialTexts, ...stringsIn(options.tools), ...stringsIn(options.variables)],
-    messages.flatMap(messageStrings),
+    [template.source, template.specialTokens.bos, template.specialTokens.eos, ...specialTexts],
+    [...messages.flatMap(messageStrings), ...stringsIn(options.tools), ...stringsIn(options.variables)],
   );
   const escaper = new SpecialTextEscaper(specialTexts, standIns);
   // tool schemas and variables are often serialized (tojson), which a sentinel would not survive: they are always escaped
