@@ -225,3 +225,17 @@ test("smallthinker serve takes the key from SMALLTHINKER_API_KEY, and --cors, --
     await new Promise((resolve) => child.once("exit", resolve));
   }
 });
+
+test("smallthinker serve names a malformed --cors or --allowed-hosts entry before loading the model", async () => {
+  const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  for (const [flag, value, message] of [["--cors", "app.example", /"app.example" is not an origin/], ["--allowed-hosts", "my box", /"my box" is not a host name/]] as const) {
+    const child = spawn(process.execPath, [cli, "serve", "-m", "/nonexistent/model.gguf", flag, value], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr!.setEncoding("utf8");
+    child.stderr!.on("data", (chunk: string) => (stderr += chunk));
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    assert.notEqual(code, 0);
+    assert.match(stderr, message);
+    assert.ok(!stderr.includes("nonexistent"), "the model was not opened");
+  }
+});

@@ -158,6 +158,11 @@ export class AccessControl {
   }
 }
 
+/** Throws the RangeError startServer would, naming a malformed origin or host: for checking options before loading a model. */
+export function checkAccessOptions(options: AccessOptions, listeningHost: string): void {
+  new AccessControl(options, listeningHost);
+}
+
 function digest(text: string): Buffer {
   return createHash("sha256").update(text, "utf8").digest();
 }

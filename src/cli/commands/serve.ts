@@ -1,6 +1,6 @@
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_LIMITS, formatRecord, startServer, type RunningServer } from "../../server/index.js";
+import { checkAccessOptions, DEFAULT_LIMITS, formatRecord, startServer, type RunningServer } from "../../server/index.js";
 import { UsageError, formatBytes, parseCommand, parseInteger, parseSizeOption } from "../args.js";
 import { MODEL_HELP, MODEL_OPTIONS, loadOptions } from "../model-options.js";
 import { openModel } from "./run.js";
@@ -71,6 +71,12 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const apiKey = values["api-key"] ?? (process.env.SMALLTHINKER_API_KEY || undefined);
   if (apiKey !== undefined && apiKey.trim() === "") throw new UsageError("smallthinker serve: --api-key is empty");
   const access = { apiKey, corsOrigins: listOption(values.cors), allowedHosts: listOption(values["allowed-hosts"]) };
+  try {
+    checkAccessOptions(access, host);
+  } catch (error) {
+    // a malformed --cors or --allowed-hosts entry, named before the model is loaded
+    throw new UsageError(`smallthinker serve: ${(error as Error).message}`);
+  }
   const log = (line: string) => console.error(line);
   const model = await openModel(values.model, loadOptions(values), log);
   const modelId = values.alias ?? basename(model.path).replace(/\.gguf$/i, "");
@@ -79,8 +85,6 @@ export async function serveCommand(argv: string[]): Promise<void> {
     server = await startServer({ model, modelId, strictModel: values["strict-model"], host, port, limits, ...access, log: (record) => log(formatRecord(record)) });
   } catch (error) {
     await model.close();
-    // a malformed --cors or --allowed-hosts entry is named by the RangeError
-    if (error instanceof RangeError) throw new UsageError(`smallthinker serve: ${error.message}`);
     throw new UsageError(`smallthinker serve: cannot listen on ${host}:${port}: ${(error as Error).message}`);
   }
   log(`Serving "${modelId}" at ${server.url}/v1 (Ctrl-C to stop)${apiKey ? "; API key required" : ""}`);
