@@ -120,6 +120,21 @@ describe("for conversations without special-token text nothing changes", () => {
     }
   });
 
+  test("BPE runs across the boundary between markup and message text, as in the rendered string", () => {
+    // "user\n" + "\nHi": the single token "\n\n" spans the boundary
+    const user = prompt(qwen3, [{ role: "user", content: "\nHi" }]);
+    const joined = tokenizer.encode("user\n\nHi");
+    assert.notDeepEqual([...tokenizer.encode("user\n"), ...tokenizer.encode("\nHi")], joined, "the boundary matters here");
+    assert.deepEqual(user.ids.slice(1, 1 + joined.length), joined);
+    // a tool result between "<tool_response>\n" and "\n</tool_response>": trailing spaces and "\n" make one token
+    const tool = prompt(qwen3, [{ role: "user", content: "q" }, { role: "tool", content: "It is 4.   " }]);
+    const inside = tokenizer.encode("\nIt is 4.   \n");
+    assert.notDeepEqual([...tokenizer.encode("\n"), ...tokenizer.encode("It is 4.   "), ...tokenizer.encode("\n")], inside, "the boundary matters here");
+    const open = tool.ids.indexOf(tokenizer.encode("<tool_response>")[0]!);
+    assert.deepEqual(tool.ids.slice(open + 1, open + 1 + inside.length), inside);
+    assert.equal(tool.ids[open + 1 + inside.length], tokenizer.encode("</tool_response>")[0]);
+  });
+
   test("an assistant turn's <think> reasoning is split off as Qwen3's template does: dropped before the last question, markup after it", () => {
     const history = prompt(qwen3, CONVERSATIONS[3]!);
     assert.equal(history.protection, "sentinels");
