@@ -163,6 +163,7 @@ test("wrongly typed or unsupported values of known fields still get a 400 naming
     [{ chat_template_kwargs: "enable_thinking" }, "chat_template_kwargs", "invalid_type"],
     [{ chat_template_kwargs: { messages: [] } }, "chat_template_kwargs.messages", "invalid_value"],
     [{ chat_template_kwargs: { add_generation_prompt: false } }, "chat_template_kwargs.add_generation_prompt", "invalid_value"],
+    [{ chat_template_kwargs: { deep: JSON.parse("[".repeat(40) + "]".repeat(40)) as unknown } }, "chat_template_kwargs.deep", "invalid_value"],
     [{ tools: [{ type: "function", function: { name: "f" } }], tool_choice: "required" }, "tool_choice", "unsupported_value"],
     [{ tools: [{ type: "function", function: { name: "f" } }], tool_choice: "auto" }, "tools", "unsupported_value"],
     [{ tools: "f", tool_choice: "none" }, "tools", "invalid_type"],
@@ -176,6 +177,15 @@ test("wrongly typed or unsupported values of known fields still get a 400 naming
     assert.equal(reply.body.error!.param, param, JSON.stringify(fields));
     if (code) assert.equal(reply.body.error!.code, code, JSON.stringify(fields));
   }
+  // nested past what walking it recursively could survive: still a 400, not a 500
+  const depth = 200_000;
+  const deep = await fetch(`${server.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: `${JSON.stringify({ model: MODEL_ID, messages: MESSAGES }).slice(0, -1)}, "chat_template_kwargs": {"deep": ${"[".repeat(depth)}${"]".repeat(depth)}}}`,
+  });
+  assert.equal(deep.status, 400);
+  assert.equal(((await deep.json()) as Reply["body"]).error!.param, "chat_template_kwargs.deep");
   const completion = await fetch(`${server.url}/v1/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },

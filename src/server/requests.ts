@@ -2,7 +2,7 @@ import { ChatMessage, RESERVED_TEMPLATE_VARIABLES } from "../chat/index.js";
 import { GenerateOptions } from "../engine/generation.js";
 import { readOtherServersFields } from "./compat.js";
 import { invalidRequest } from "./errors.js";
-import { FieldReader, invalidType, invalidValue, isObject, kindOf, quote, unsupported } from "./fields.js";
+import { FieldReader, invalidType, invalidValue, isObject, kindOf, quote, shorten, unsupported } from "./fields.js";
 
 /** OpenAI allows 4; local clients (agent frameworks) often send a few more. */
 const MAX_STOP_SEQUENCES = 16;
@@ -64,7 +64,7 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
 /**
  * No tool is ever called here. Tools are refused, unless tool_choice is "none": the client then
  * asks for a reply without tool calls, which is what this server gives, and the tools are ignored
- * (not even described to the model, as OpenAI would: the reply is then the same as without them).
+ * (not described to the model either, unlike OpenAI: the reply is the same as without them).
  */
 function readTools(fields: FieldReader): void {
   const choice = fields.optional("tool_choice");
@@ -77,16 +77,28 @@ function readTools(fields: FieldReader): void {
   if (tools.length > 0 && choice !== "none") throw unsupported("tools", 'tool calling is not supported (with tool_choice "none" the tools are accepted and ignored).');
 }
 
+/** Deeper values are refused: walking them (to keep their text apart from the template's markup) would overflow the stack. */
+const MAX_TEMPLATE_VARIABLE_DEPTH = 32;
+
 /** chat_template_kwargs (llama-server, vLLM): variables for the chat template, such as enable_thinking. */
 function readTemplateVariables(fields: FieldReader): Record<string, unknown> | undefined {
   const variables = fields.objectField("chat_template_kwargs");
-  for (const name of Object.keys(variables ?? {})) {
+  for (const [name, value] of Object.entries(variables ?? {})) {
+    const param = `chat_template_kwargs.${shorten(name)}`;
     if (RESERVED_TEMPLATE_VARIABLES.has(name)) {
-      const param = `chat_template_kwargs.${name}`;
       throw invalidRequest(`Invalid '${param}': ${name} is set by the server and cannot be replaced.`, param, "invalid_value");
+    }
+    if (nestedDeeperThan(value, MAX_TEMPLATE_VARIABLE_DEPTH)) {
+      throw invalidRequest(`Invalid '${param}': nested more than ${MAX_TEMPLATE_VARIABLE_DEPTH} levels deep.`, param, "invalid_value");
     }
   }
   return variables;
+}
+
+function nestedDeeperThan(value: unknown, depth: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if (depth === 0) return true;
+  return Object.values(value).some((item) => nestedDeeperThan(item, depth - 1));
 }
 
 function requestFields(body: unknown): FieldReader {
