@@ -25,8 +25,9 @@ import { ChatMessage, ChatRenderOptions, ChatTemplate, ChatTemplateError } from 
  *    strip, trim or slicing give the same result; the stand-ins make those occurrences unmatchable,
  *    and are turned back into their characters as plain text. This is accepted only if it yields the
  *    same special tokens as the sentinel rendering (a template that builds special-token text out of
- *    message text, say by upper-casing it, is caught here), and is exact if it reproduces the real
- *    rendering.
+ *    message text, say by lower-casing it, is caught here; what this could not catch is a template
+ *    that, depending on message text, both leaves out a token of its own markup and builds the same
+ *    token out of that text), and is exact if it reproduces the real rendering.
  *
  * An assistant message whose content holds "<think>…</think>" is also tried with that reasoning
  * passed apart, as `reasoning_content`: templates that split it off themselves (Qwen3's) then render
