@@ -1,4 +1,4 @@
-export { loadModel, Model, type LoadModelOptions, type ChatOptions, type ModelInfo } from "./engine/model.js";
+export { loadModel, Model, type LoadModelOptions, type ChatOptions, type ChatPromptOptions, type ChatPromptTokens, type PromptOptions, type ModelInfo } from "./engine/model.js";
 export { Generation, type GenerateOptions, type GenerationResult, type FinishReason } from "./engine/generation.js";
 export type { ChatMessage } from "./chat/index.js";
 export type { SamplingOptions } from "./sampling/index.js";

@@ -147,7 +147,7 @@ test("text completions, whole and streamed, give the text model.generate generat
   }
 });
 
-test("/v1/models lists the served model, /health answers, an unknown model is a 404", async () => {
+test("/v1/models lists the served model, /health answers, an unknown model is a 404 with strictModel", async () => {
   const models = await client.models.list();
   assert.deepEqual(
     models.data.map((entry) => [entry.id, entry.object, entry.owned_by]),
@@ -155,10 +155,17 @@ test("/v1/models lists the served model, /health answers, an unknown model is a 
   );
   assert.equal((await client.models.retrieve(MODEL_ID)).id, MODEL_ID);
   await assert.rejects(client.models.retrieve("gpt-4o"), (error: unknown) => error instanceof OpenAI.NotFoundError && error.code === "model_not_found");
-  await assert.rejects(
-    client.chat.completions.create({ model: "gpt-4o", messages: MESSAGES }),
-    (error: unknown) => error instanceof OpenAI.NotFoundError && error.param === "model",
-  );
+  // by default any name means the one model served (see the leniency tests); strictModel restores the 404
+  const strict = await startServer({ model, modelId: MODEL_ID, port: 0, strictModel: true });
+  try {
+    const strictClient = new OpenAI({ baseURL: `${strict.url}/v1`, apiKey: "not-checked", maxRetries: 0 });
+    await assert.rejects(
+      strictClient.chat.completions.create({ model: "gpt-4o", messages: MESSAGES }),
+      (error: unknown) => error instanceof OpenAI.NotFoundError && error.param === "model",
+    );
+  } finally {
+    await strict.close();
+  }
   const health = await fetch(`${server.url}/health`);
   assert.equal(health.status, 200);
   assert.deepEqual(await health.json(), { status: "ok", model: MODEL_ID, running: 0, waiting: 0 });

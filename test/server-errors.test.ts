@@ -85,7 +85,6 @@ const BAD_REQUESTS: { name: string; exchange: RawRequest; status: number; param?
   { name: "user message without content", exchange: { body: json(chat({ messages: [{ role: "user" }] })) }, status: 400, param: "messages[0].content" },
   { name: "numeric content", exchange: { body: json(chat({ messages: [{ role: "user", content: 5 }] })) }, status: 400, param: "messages[0].content" },
   { name: "image content", exchange: { body: json(chat({ messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "x" } }] }] })) }, status: 400, param: "messages[0].content[0].type" },
-  { name: "unknown model", exchange: { body: json(chat({ model: "gpt-4o" })) }, status: 404, param: "model", code: "model_not_found" },
   { name: "numeric model", exchange: { body: json(chat({ model: 5 })) }, status: 400, param: "model" },
   { name: "negative max_tokens", exchange: { body: json(chat({ max_tokens: -1 })) }, status: 400, param: "max_tokens" },
   { name: "zero max_tokens", exchange: { body: json(chat({ max_tokens: 0 })) }, status: 400, param: "max_tokens" },
@@ -153,6 +152,21 @@ test("bad requests get the right 4xx with an OpenAI-shaped error naming the para
     if (param !== undefined) assert.equal(error.param, param, name);
     if (code !== undefined) assert.equal(error.code, code, name);
     if (status === 405) assert.ok(response.headers.allow, `${name}: a 405 says what is allowed`);
+  }
+});
+
+test("with strictModel, a request naming another model is a 404 naming the model", async () => {
+  // the default server takes any name to mean its model (see the leniency tests)
+  const strict = await startServer({ model, modelId: MODEL_ID, port: 0, strictModel: true });
+  try {
+    const response = await fetch(`${strict.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: json(chat({ model: "gpt-4o" })) });
+    assert.equal(response.status, 404);
+    const error = assertErrorBody(await response.text(), "unknown model");
+    assert.equal(error.param, "model");
+    assert.equal(error.code, "model_not_found");
+    assert.equal((await fetch(`${strict.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: json(chat()) })).status, 200);
+  } finally {
+    await strict.close();
   }
 });
 

@@ -1,1 +1,2 @@
-export { ChatTemplate, ChatTemplateError, type ChatMessage, type ChatRenderOptions } from "./template.js";
+export { ChatTemplate, ChatTemplateError, RESERVED_TEMPLATE_VARIABLES, type ChatMessage, type ChatRenderOptions } from "./template.js";
+export { renderChatPrompt, splitInlineReasoning, type ChatPrompt, type PromptProtection, type SpecialTokenMatcher } from "./prompt.js";

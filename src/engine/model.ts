@@ -1,4 +1,4 @@
-import { ChatMessage, ChatTemplate } from "../chat/index.js";
+import { ChatMessage, ChatTemplate, renderChatPrompt, type PromptProtection } from "../chat/index.js";
 import { GgufFile } from "../gguf/reader.js";
 import { Kernels, KvType } from "../kernels/api.js";
 import { SmallThinkerConfig } from "../model/config.js";
@@ -45,8 +45,36 @@ export interface ModelInfo {
   synthetic: boolean;
 }
 
-export interface ChatOptions extends GenerateOptions {
+/** How a chat is turned into a prompt. */
+export interface ChatPromptOptions {
+  /** Tool (function) schemas, for templates that describe tools. */
   tools?: unknown[];
+  /** More template variables (llama-server's chat_template_kwargs), e.g. `{ enable_thinking: false }`. */
+  templateVariables?: Record<string, unknown>;
+}
+
+export interface ChatOptions extends GenerateOptions, ChatPromptOptions {}
+
+export interface PromptOptions extends GenerateOptions {
+  /**
+   * For a text prompt: whether special-token text in it ("<|im_start|>", "<think>") becomes special
+   * tokens. Default false: the prompt is plain text, as anything someone else wrote must be (else it
+   * can forge chat turns). true for a prompt you formatted yourself, such as your own ChatML; a
+   * prompt that mixes your markup with others' text is a chat: use `chat`, or tokenize the parts
+   * yourself and pass token ids.
+   */
+  parseSpecial?: boolean;
+}
+
+/** A chat's prompt: its ids, and how they were found. */
+export interface ChatPromptTokens {
+  ids: number[];
+  /** The template's rendering, for showing (its special-token text may come from the messages: do not tokenize it). */
+  text: string;
+  /** How the message text was kept apart from the template's markup (see src/chat/prompt.ts). */
+  protection: PromptProtection;
+  /** false when the template looked for special-token text inside a message: the ids then follow a rendering in which it did not find it. */
+  faithful: boolean;
 }
 
 /** A FIFO lock: requests run one at a time in arrival order. */
@@ -151,24 +179,38 @@ export class Model {
     return this.tokenizer.decode(ids);
   }
 
-  /** The prompt a chat renders to, through the model's chat template. */
-  renderChat(messages: ChatMessage[], tools?: unknown[]): string {
-    return this.chatTemplate.render(messages, { addGenerationPrompt: true, tools });
+  /**
+   * The text a chat renders to through the model's chat template, for showing. Do not tokenize it
+   * with special tokens parsed: special-token text in a message would become special tokens; the
+   * ids `chat` uses are `chatPrompt(…).ids`.
+   */
+  renderChat(messages: ChatMessage[], tools?: unknown[], templateVariables?: Record<string, unknown>): string {
+    return this.chatTemplate.render(messages, { addGenerationPrompt: true, tools, variables: templateVariables });
   }
 
+  /**
+   * The prompt ids of a chat: special tokens only where the template's markup puts them, every
+   * string of the messages, tools and variables tokenized as plain text.
+   */
+  chatPrompt(messages: ChatMessage[], options: ChatPromptOptions = {}): ChatPromptTokens {
+    const prompt = renderChatPrompt(this.chatTemplate, messages, { addGenerationPrompt: true, tools: options.tools, variables: options.templateVariables }, this.tokenizer);
+    return { ids: this.tokenizer.encodeSegments(prompt.segments), text: prompt.text, protection: prompt.protection, faithful: prompt.faithful };
+  }
+
+  /** Generates the assistant's reply; message text is always text (see `chatPrompt`). */
   chat(messages: ChatMessage[], options: ChatOptions = {}): Generation {
-    const { tools, ...rest } = options;
-    return this.generate(this.renderChat(messages, tools), rest);
+    const { tools, templateVariables, ...rest } = options;
+    return this.generate(this.chatPrompt(messages, { tools, templateVariables }).ids, rest);
   }
 
-  /** Generates a continuation of `prompt` (text, or token ids). */
-  generate(prompt: string | readonly number[], options: GenerateOptions = {}): Generation {
+  /** Generates a continuation of `prompt`: token ids, or text (plain text unless `parseSpecial`). */
+  generate(prompt: string | readonly number[], options: PromptOptions = {}): Generation {
     if (this.closed) throw new Error("the model is closed");
-    const { maxTokens, stop = [], ignoreEos = false, signal, ...sampling } = options;
+    const { maxTokens, stop = [], ignoreEos = false, signal, parseSpecial = false, ...sampling } = options;
     if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 0)) {
       throw new RangeError(`maxTokens must be a whole number ≥ 0, got ${maxTokens}`);
     }
-    const promptIds = typeof prompt === "string" ? this.tokenize(prompt) : [...prompt];
+    const promptIds = typeof prompt === "string" ? this.tokenizer.encode(prompt, parseSpecial ? {} : { plainText: true }) : [...prompt];
     if (promptIds.length === 0) throw new RangeError("the prompt is empty: at least one token is needed");
     if (promptIds.length >= this.contextSize) {
       throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${this.contextSize} (and one is needed to generate)`);

@@ -1,9 +1,10 @@
 import { gatherNucleus } from "./nucleus.js";
 import type { ResolvedSamplingOptions } from "./options.js";
 import { selectTopK } from "./top-k.js";
+import { keepTypical } from "./typical.js";
 
 /**
- * The truncation stages of the chain (top-k → top-p → min-p). Candidates are token ids written to the
+ * The truncation stages of the chain (top-k → typical → top-p → min-p). Candidates are token ids written to the
  * front of an Int32Array; their scores stay in the logit vector, so no stage copies logits around.
  */
 
@@ -29,43 +30,68 @@ export function argmax(scores: Float32Array): number {
 }
 
 /**
- * Writes the ids that survive top-k, top-p and min-p to the front of `ids` and returns how many
- * (at least one: every stage keeps the best token). `maxScore` is the highest score.
+ * Writes the ids that survive top-k, typical, top-p and min-p to the front of `ids` and returns how
+ * many (at least one, and at least minKeep where there are that many: without typical sampling,
+ * every stage keeps the best token). `maxScore` is the highest score.
  */
 export function selectCandidates(
   scores: Float32Array,
   maxScore: number,
-  options: Pick<ResolvedSamplingOptions, "topK" | "topP" | "minP">,
+  options: Pick<ResolvedSamplingOptions, "topK" | "topP" | "minP"> & Partial<Pick<ResolvedSamplingOptions, "typicalP" | "minKeep">>,
   ids: Int32Array,
 ): number {
-  const { topK, topP, minP } = options;
+  const { topK, topP, minP, typicalP = 1 } = options;
+  const minKeep = Math.min(Math.max(options.minKeep ?? 0, 1), scores.length);
+  const topKActive = topK > 0 && topK < scores.length;
+  if (typicalP < 1) return selectWithTypical(scores, { topK, topP, minP, typicalP }, minKeep, ids);
   // llama.cpp's form of "p ≥ minP · p_max", in logit space so it needs no exponentials; without
   // min-p the floor still sits above -Infinity, so masked tokens never count as candidates
   const minScore = minP > 0 ? maxScore + Math.log(minP) : -Number.MAX_VALUE;
-  if (topK === 0 || topK >= scores.length) {
-    return topP < 1 ? gatherNucleus(scores, maxScore, topP, minScore, ids) : gatherAtLeast(scores, minScore, ids);
+  if (!topKActive) {
+    const count = topP < 1 ? gatherNucleus(scores, maxScore, topP, minScore, ids) : gatherAtLeast(scores, minScore, ids);
+    if (count >= minKeep) return count;
+    // top-p and min-p both keep a prefix of the ranked tokens, so keeping more means the best minKeep
+    selectTopK(scores, minKeep, ids);
+    return minKeep;
   }
   selectTopK(scores, topK, ids);
-  const count = topP < 1 ? truncateTopP(scores, ids, topK, maxScore, topP) : topK;
-  return keepPrefixAtLeast(scores, ids, count, minScore);
+  const count = topP < 1 ? truncateTopP(scores, ids, topK, maxScore, topP, minKeep) : topK;
+  return keepPrefixAtLeast(scores, ids, count, minScore, minKeep);
 }
 
-/** Keeps the shortest ranked prefix whose share of the candidates' probability mass reaches topP. */
-function truncateTopP(scores: Float32Array, ids: Int32Array, count: number, maxScore: number, topP: number): number {
+/** The chain with typical sampling, which may drop the best token: later stages go by the best survivor. */
+function selectWithTypical(scores: Float32Array, options: Pick<ResolvedSamplingOptions, "topK" | "topP" | "minP" | "typicalP">, minKeep: number, ids: Int32Array): number {
+  const { topK, topP, minP, typicalP } = options;
+  let count: number;
+  if (topK > 0 && topK < scores.length) {
+    selectTopK(scores, topK, ids);
+    count = topK;
+  } else {
+    count = scores.length;
+    for (let id = 0; id < count; id++) ids[id] = id;
+  }
+  count = keepTypical(scores, ids, count, typicalP, minKeep);
+  const bestScore = scores[ids[0]!]!;
+  if (topP < 1) count = truncateTopP(scores, ids, count, bestScore, topP, minKeep);
+  return keepPrefixAtLeast(scores, ids, count, minP > 0 ? bestScore + Math.log(minP) : -Number.MAX_VALUE, minKeep);
+}
+
+/** Keeps the shortest ranked prefix (of at least minKeep) whose share of the candidates' probability mass reaches topP. */
+function truncateTopP(scores: Float32Array, ids: Int32Array, count: number, maxScore: number, topP: number, minKeep: number): number {
   let mass = 0;
   for (let i = 0; i < count; i++) mass += Math.exp(scores[ids[i]!]! - maxScore);
   const target = topP * mass;
   let cumulative = 0;
   for (let i = 0; i < count; i++) {
     cumulative += Math.exp(scores[ids[i]!]! - maxScore);
-    if (cumulative >= target) return i + 1;
+    if (cumulative >= target && i + 1 >= minKeep) return i + 1;
   }
   return count;
 }
 
-function keepPrefixAtLeast(scores: Float32Array, ids: Int32Array, count: number, minScore: number): number {
+function keepPrefixAtLeast(scores: Float32Array, ids: Int32Array, count: number, minScore: number, minKeep: number): number {
   let kept = 1;
-  while (kept < count && scores[ids[kept]!]! >= minScore) kept++;
+  while (kept < count && (kept < minKeep || scores[ids[kept]!]! >= minScore)) kept++;
   return kept;
 }
 

@@ -3,7 +3,7 @@ import { randomInt } from "node:crypto";
 /**
  * How the next token is chosen from the logits. Every field is optional; a missing field takes its
  * value from DEFAULT_SAMPLING_OPTIONS. The stages run in llama.cpp's default order:
- * penalties → top-k → top-p → min-p → temperature → seeded draw.
+ * penalties → top-k → typical → top-p → min-p → temperature → seeded draw.
  */
 export interface SamplingOptions {
   /** Divides the logits before the draw; 0 or less means greedy (argmax, ties → lowest id). */
@@ -14,6 +14,14 @@ export interface SamplingOptions {
   topP?: number;
   /** Drop tokens less likely than minP × the most likely token's probability; 0 disables. */
   minP?: number;
+  /**
+   * Locally typical sampling (Meister et al. 2022, llama.cpp's typical_p): keep the tokens whose
+   * surprisal is closest to the distribution's entropy, until their probability reaches typicalP;
+   * 1 disables.
+   */
+  typicalP?: number;
+  /** Typical, top-p and min-p each keep at least this many tokens (llama.cpp's min_keep); 0 or 1: at least one. */
+  minKeep?: number;
   /** llama.cpp repetition penalty: positive logits are divided by it, negative ones multiplied; 1 disables. */
   repeatPenalty?: number;
   /** How many of the most recent history tokens the penalties look at; -1 means the whole history, 0 disables penalties. */
@@ -38,6 +46,8 @@ export const DEFAULT_SAMPLING_OPTIONS: Readonly<Omit<Required<SamplingOptions>, 
   topK: 40,
   topP: 0.95,
   minP: 0.05,
+  typicalP: 1,
+  minKeep: 0,
   repeatPenalty: 1,
   repeatLastN: 64,
   presencePenalty: 0,
@@ -56,6 +66,8 @@ export function resolveSamplingOptions(options: SamplingOptions): ResolvedSampli
   requireNumber("topK", resolved.topK, Number.isInteger(resolved.topK) && resolved.topK >= 0, "an integer >= 0");
   requireNumber("topP", resolved.topP, resolved.topP > 0 && resolved.topP <= 1, "a number in (0, 1]");
   requireNumber("minP", resolved.minP, resolved.minP >= 0 && resolved.minP <= 1, "a number in [0, 1]");
+  requireNumber("typicalP", resolved.typicalP, resolved.typicalP > 0 && resolved.typicalP <= 1, "a number in (0, 1]");
+  requireNumber("minKeep", resolved.minKeep, Number.isSafeInteger(resolved.minKeep) && resolved.minKeep >= 0, "an integer >= 0");
   // Beyond these bounds a penalized logit can overflow to ±Infinity.
   requireNumber("repeatPenalty", resolved.repeatPenalty, resolved.repeatPenalty >= 0.01 && resolved.repeatPenalty <= 100, "a number in [0.01, 100]");
   requireNumber("repeatLastN", resolved.repeatLastN, Number.isInteger(resolved.repeatLastN) && resolved.repeatLastN >= -1, "an integer >= -1");

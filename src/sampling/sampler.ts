@@ -5,7 +5,7 @@ import { SeededRandom } from "./random.js";
 
 /**
  * Picks the next token from a logit vector with llama.cpp's default chain:
- * penalties → top-k → top-p → min-p → temperature → seeded draw.
+ * penalties → top-k → typical → top-p → min-p → temperature → seeded draw.
  * Holds its random stream, so one Sampler serves one generation; its vocabulary-sized buffers are
  * allocated once, not per token.
  */
@@ -47,7 +47,8 @@ export class Sampler {
     if (this.options.temperature <= 0) return best;
     const maxScore = scores[best]!;
     const count = selectCandidates(scores, maxScore, this.options, this.candidates);
-    return this.draw(scores, count, maxScore);
+    // typical sampling may have dropped the best token: the draw is then scaled by the best kept one
+    return this.draw(scores, count, this.options.typicalP < 1 ? scores[this.candidates[0]!]! : maxScore);
   }
 
   /** Draws one of the first `count` candidates with probability ∝ exp((score - maxScore) / temperature). */

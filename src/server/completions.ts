@@ -10,15 +10,16 @@ import { CHAT_SHAPE, COMPLETION_SHAPE, Envelope, ResponseShape, usageOf } from "
 export async function chatCompletions(site: Site, exchange: Exchange): Promise<void> {
   const request = parseChatRequest(await readJsonBody(exchange.request, site.limits.maxBodyBytes));
   requireServedModel(site, request.model);
-  let prompt: string;
+  let promptIds: number[];
   try {
-    prompt = site.model.renderChat(request.messages);
+    // message text is tokenized as text: a message cannot forge the template's turn markup
+    promptIds = site.model.chatPrompt(request.messages, { templateVariables: request.templateVariables }).ids;
   } catch (error) {
     // templates refuse some conversations on purpose (Qwen3's needs a user message)
     if (error instanceof ChatTemplateError) throw invalidRequest(error.message, "messages", "invalid_prompt");
     throw error;
   }
-  await serveGeneration(site, exchange, request, site.model.tokenize(prompt), CHAT_SHAPE, "messages");
+  await serveGeneration(site, exchange, request, promptIds, CHAT_SHAPE, "messages");
 }
 
 /** POST /v1/completions */
@@ -29,15 +30,22 @@ export async function completions(site: Site, exchange: Exchange): Promise<void>
   const vocabSize = site.model.tokenizer.vocabSize;
   const outside = typeof prompt === "string" ? -1 : prompt.findIndex((id) => id >= vocabSize);
   if (outside >= 0) throw invalidRequest(`Invalid 'prompt': token id ${prompt[outside]} is outside the vocabulary (0 to ${vocabSize - 1}).`, "prompt", "invalid_value");
-  await serveGeneration(site, exchange, request, typeof prompt === "string" ? site.model.tokenize(prompt) : prompt, COMPLETION_SHAPE, "prompt");
+  // a text prompt is text unless the client asks for special-token text in it to be parsed
+  const promptIds = typeof prompt === "string" ? site.model.tokenizer.encode(prompt, request.parseSpecial ? {} : { plainText: true }) : prompt;
+  await serveGeneration(site, exchange, request, promptIds, COMPLETION_SHAPE, "prompt");
 }
 
 export function modelNotFound(id: string): ApiError {
   return new ApiError(404, `The model ${JSON.stringify(id.slice(0, 200))} does not exist.`, { type: "invalid_request_error", param: "model", code: "model_not_found" });
 }
 
+/**
+ * One model is served, so whatever a client names it (gpt-3.5-turbo, as frameworks do by default)
+ * is taken to mean it, and the response says which model answered; with `strictModel`, only its
+ * own name is.
+ */
 function requireServedModel(site: Site, id: string): void {
-  if (id !== site.modelId) throw modelNotFound(id);
+  if (site.strictModel && id !== site.modelId) throw modelNotFound(id);
 }
 
 /** How many tokens to generate: what was asked for, if it fits the server's limit and the context. */

@@ -19,6 +19,8 @@ export interface Site {
   model: Model;
   /** The name clients use for the model. */
   modelId: string;
+  /** Refuse requests naming another model with a 404 (else any name means the served model). */
+  strictModel: boolean;
   /** Unix seconds, reported as the model's creation time. */
   created: number;
   limits: ServerLimits;

@@ -40,6 +40,33 @@ export function unsupported(param: string, message: string): ApiError {
   return invalidRequest(`Unsupported value for '${param}': ${message}`, param, "unsupported_value");
 }
 
+export type FieldKind = "string" | "boolean" | "number" | "integer" | "object" | "array" | "string or array";
+
+const KIND_NAMES: Readonly<Record<FieldKind, string>> = {
+  string: "a string",
+  boolean: "a boolean",
+  number: "a number",
+  integer: "an integer",
+  object: "an object",
+  array: "an array",
+  "string or array": "a string or an array",
+};
+
+function isOfKind(value: unknown, kind: FieldKind): boolean {
+  switch (kind) {
+    case "integer":
+      return Number.isSafeInteger(value);
+    case "object":
+      return isObject(value);
+    case "array":
+      return Array.isArray(value);
+    case "string or array":
+      return typeof value === "string" || Array.isArray(value);
+    default:
+      return typeof value === kind;
+  }
+}
+
 function describeRange({ min, max, aboveMin }: NumberRange): string {
   if (min !== undefined && max !== undefined) return aboveMin ? `above ${min} and at most ${max}` : `from ${min} to ${max}`;
   if (min !== undefined) return aboveMin ? `above ${min}` : `at least ${min}`;
@@ -115,6 +142,18 @@ export class FieldReader {
   /** Fields the server accepts and deliberately does nothing with. */
   ignore(...names: string[]): void {
     for (const name of names) this.read.add(name);
+  }
+
+  /** A field that is accepted and not used, still refused when it is not of its documented kind. */
+  ignoreOfKind(name: string, kind: FieldKind): void {
+    const value = this.optional(name);
+    if (value !== undefined && !isOfKind(value, kind)) throw invalidType(this.param(name), KIND_NAMES[kind], value);
+  }
+
+  objectField(name: string): Record<string, unknown> | undefined {
+    const value = this.optional(name);
+    if (value !== undefined && !isObject(value)) throw invalidType(this.param(name), "an object", value);
+    return value;
   }
 
   /**

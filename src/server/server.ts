@@ -1,6 +1,7 @@
 import { createServer, IncomingMessage, ServerResponse, STATUS_CODES } from "node:http";
 import { AddressInfo, Socket } from "node:net";
 import { Model } from "../engine/model.js";
+import { AccessControl, type AccessOptions } from "./access.js";
 import { Admission } from "./admission.js";
 import { DEFAULT_LIMITS, Exchange, ServerLimits, Site } from "./context.js";
 import { ApiError, CLIENT_CLOSED, internalError } from "./errors.js";
@@ -8,10 +9,12 @@ import { sendError } from "./http.js";
 import { RequestRecord } from "./log.js";
 import { findHandler } from "./routes.js";
 
-export interface ServerOptions {
+export interface ServerOptions extends AccessOptions {
   model: Model;
   /** The name clients use for the model. */
   modelId: string;
+  /** Refuse requests that name another model (404), as OpenAI does; by default any name means the served model. */
+  strictModel?: boolean;
   /** Default 127.0.0.1. */
   host?: string;
   /** Default 8080; 0 picks a free port. */
@@ -32,7 +35,16 @@ export interface RunningServer {
 /** Serves `model` over an OpenAI-compatible HTTP API until `close` is called. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const site: Site = { model: options.model, modelId: options.modelId, created: Math.floor(Date.now() / 1000), limits, admission: new Admission(limits.maxQueue) };
+  const host = options.host ?? "127.0.0.1";
+  const access = new AccessControl(options, host);
+  const site: Site = {
+    model: options.model,
+    modelId: options.modelId,
+    strictModel: options.strictModel ?? false,
+    created: Math.floor(Date.now() / 1000),
+    limits,
+    admission: new Admission(limits.maxQueue),
+  };
   const log = (record: RequestRecord) => {
     try {
       options.log?.(record);
@@ -46,7 +58,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const server = createServer((request, response) => {
     responding.add(request.socket);
     response.once("finish", () => responding.delete(request.socket));
-    const handling = handle(site, request, response, log);
+    const handling = handle(site, access, request, response, log);
     inFlight.add(handling);
     void handling.finally(() => inFlight.delete(handling));
   });
@@ -54,7 +66,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (!socket.writable || responding.has(socket) || error.code === "ECONNRESET") socket.destroy();
     else answerMalformed(error, socket, log);
   });
-  const host = options.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 8080, host, () => {
@@ -77,7 +88,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 }
 
 /** Answers one request; never rejects, whatever the request or the handler does. */
-async function handle(site: Site, request: IncomingMessage, response: ServerResponse, log: (record: RequestRecord) => void): Promise<void> {
+async function handle(site: Site, access: AccessControl, request: IncomingMessage, response: ServerResponse, log: (record: RequestRecord) => void): Promise<void> {
   const started = performance.now();
   const path = (request.url ?? "/").split("?", 1)[0]!;
   const record: RequestRecord = { method: request.method ?? "?", path, status: 0, ms: 0 };
@@ -90,7 +101,7 @@ async function handle(site: Site, request: IncomingMessage, response: ServerResp
   });
   const exchange: Exchange = { request, response, clientGone: gone.signal, record };
   try {
-    await findHandler(record.method, path)(site, exchange);
+    if (!access.admit(request, response, path)) await findHandler(record.method, path)(site, exchange);
   } catch (error) {
     const refusal = error instanceof ApiError ? error : internalError();
     record.error = error instanceof ApiError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);

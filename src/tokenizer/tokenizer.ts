@@ -2,22 +2,40 @@ import type { GgufMetadata } from "../gguf/metadata.js";
 import { mergeWord } from "./bpe.js";
 import { toByteLevel } from "./byte-level.js";
 import { qwen2PreTokens } from "./pretokenizer.js";
-import { splitOnSpecialTokens } from "./special-tokens.js";
-import { HIDDEN_UNLESS_RENDERED } from "./token-attributes.js";
+import { splitOnSpecialTokens, type Fragment } from "./special-tokens.js";
+import { HIDDEN_UNLESS_RENDERED, MATCHED_BEFORE_BPE } from "./token-attributes.js";
 import { detokenizedBytes } from "./token-bytes.js";
 import { readVocabulary, type Vocabulary } from "./vocabulary.js";
 
 export interface EncodeOptions {
   /**
    * Recognise CONTROL tokens written in the text, such as "<|im_start|>" (default true). USER_DEFINED
-   * tokens ("<think>") are recognised either way, as in llama.cpp.
+   * tokens ("<think>") are recognised either way, as in llama.cpp. See `plainText` for text in
+   * which no special token may be recognised.
    */
   parseSpecial?: boolean;
+  /**
+   * Recognise no special token at all, not even USER_DEFINED ones: "<think>" becomes "<", "think",
+   * ">" (transformers' split_special_tokens). For text that must stay text, such as what a client
+   * sent; overrides `parseSpecial`.
+   */
+  plainText?: boolean;
   /** Prepend BOS; defaults to the metadata's tokenizer.ggml.add_bos_token (false if absent). */
   addBos?: boolean;
   /** Append EOS; defaults to the metadata's tokenizer.ggml.add_eos_token (false if absent). */
   addEos?: boolean;
 }
+
+/**
+ * A piece of a prompt built from several sources. `special`: whether special-token text in it becomes
+ * special tokens (the template's own markup) or stays text (what a user wrote).
+ */
+export interface TextSegment {
+  text: string;
+  special: boolean;
+}
+
+export type SegmentEncodeOptions = Pick<EncodeOptions, "addBos" | "addEos">;
 
 export interface DecodeOptions {
   /** Write CONTROL tokens as their text (default true); false leaves them out. */
@@ -38,6 +56,7 @@ export class Tokenizer {
   private readonly pieceIds = new Map<string, readonly number[]>();
   private readonly bytesOfToken: (Uint8Array | undefined)[];
   private readonly userDefinedTokens: readonly number[];
+  private specialTexts: readonly string[] | undefined;
 
   private constructor(private readonly vocabulary: Vocabulary) {
     this.bytesOfToken = new Array(vocabulary.texts.length);
@@ -68,10 +87,60 @@ export class Tokenizer {
    */
   encode(text: string, options: EncodeOptions = {}): number[] {
     if (typeof text !== "string") throw new TypeError(`encode: expected a string, got ${typeof text}`);
-    const ids: number[] = [];
-    if (options.addBos ?? this.vocabulary.addBos) ids.push(this.idToAdd(this.vocabulary.bosId, "BOS"));
-    const matched = (options.parseSpecial ?? true) ? this.vocabulary.specialTokens : this.userDefinedTokens;
+    const matched = options.plainText ? [] : (options.parseSpecial ?? true) ? this.vocabulary.specialTokens : this.userDefinedTokens;
     const fragments = splitOnSpecialTokens(text, matched, (id) => this.vocabulary.texts[id]!);
+    return this.withBosEos(this.encodeFragments(fragments), options.addBos ?? this.vocabulary.addBos, options.addEos ?? this.vocabulary.addEos);
+  }
+
+  /**
+   * Token ids for a prompt made of segments: special tokens are recognised only inside `special`
+   * segments, and a match must lie wholly inside one (so text of a plain segment can never be part
+   * of a special token, even next to markup). The ordinary text is then tokenized as llama.cpp
+   * tokenizes the text between special tokens: text running across segment boundaries is one piece,
+   * so the ids are exactly those of the joined string whenever the plain segments hold no special
+   * token text; only where they do, that text stays text.
+   */
+  encodeSegments(segments: readonly TextSegment[], options: SegmentEncodeOptions = {}): number[] {
+    const fragments: Fragment[] = [];
+    let text = "";
+    for (const segment of segments) {
+      if (typeof segment?.text !== "string") throw new TypeError("encodeSegments: every segment needs a text string");
+      if (!segment.special) {
+        text += segment.text;
+        continue;
+      }
+      for (const fragment of splitOnSpecialTokens(segment.text, this.vocabulary.specialTokens, (id) => this.vocabulary.texts[id]!)) {
+        if (typeof fragment === "string") {
+          text += fragment;
+          continue;
+        }
+        if (text) fragments.push(text);
+        text = "";
+        fragments.push(fragment);
+      }
+    }
+    if (text) fragments.push(text);
+    return this.withBosEos(this.encodeFragments(fragments), options.addBos ?? this.vocabulary.addBos, options.addEos ?? this.vocabulary.addEos);
+  }
+
+  /** The special tokens llama.cpp would recognise in `text` (parsing them all), in order. */
+  specialTokensIn(text: string): number[] {
+    return splitOnSpecialTokens(text, this.vocabulary.specialTokens, (id) => this.vocabulary.texts[id]!).filter((fragment) => typeof fragment === "number");
+  }
+
+  /** The texts of every token that is matched as a whole before BPE (CONTROL, USER_DEFINED, UNKNOWN). */
+  get specialTokenTexts(): readonly string[] {
+    return (this.specialTexts ??= this.vocabulary.specialTokens.map((id) => this.vocabulary.texts[id]!));
+  }
+
+  /** Whether `id` is one of those tokens. */
+  isSpecial(id: number): boolean {
+    this.checkId(id);
+    return (this.vocabulary.attributes[id]! & MATCHED_BEFORE_BPE) !== 0;
+  }
+
+  private encodeFragments(fragments: readonly Fragment[]): number[] {
+    const ids: number[] = [];
     for (const fragment of fragments) {
       if (typeof fragment === "number") {
         ids.push(fragment);
@@ -81,7 +150,12 @@ export class Tokenizer {
         for (const id of this.pieceTokens(piece)) ids.push(id);
       }
     }
-    if (options.addEos ?? this.vocabulary.addEos) ids.push(this.idToAdd(this.vocabulary.eosId, "EOS"));
+    return ids;
+  }
+
+  private withBosEos(ids: number[], addBos: boolean, addEos: boolean): number[] {
+    if (addBos) ids.unshift(this.idToAdd(this.vocabulary.bosId, "BOS"));
+    if (addEos) ids.push(this.idToAdd(this.vocabulary.eosId, "EOS"));
     return ids;
   }
 
