@@ -1,4 +1,4 @@
-import { ChatMessage, ChatTemplate } from "../chat/index.js";
+import { ChatMessage, ChatTemplate, ChatTemplateError } from "../chat/index.js";
 import { GgufFile } from "../gguf/reader.js";
 import { Kernels, KvType } from "../kernels/api.js";
 import { SmallThinkerConfig } from "../model/config.js";
@@ -36,6 +36,8 @@ export interface LoadModelOptions {
   lookahead?: number;
   /** Receives the memory plan before the weights are loaded. */
   onPlan?: (plan: MemoryPlan) => void;
+  /** Called as the weights are read, with bytes read so far and bytes to read in all. */
+  onProgress?: (loaded: number, total: number) => void;
 }
 
 export interface ModelInfo {
@@ -47,6 +49,14 @@ export interface ModelInfo {
 
 export interface ChatOptions extends GenerateOptions {
   tools?: unknown[];
+  /**
+   * When the conversation does not fit the context: "error" (the default) throws a RangeError;
+   * "drop-oldest" leaves out its oldest messages, never the leading system messages nor the last
+   * message, until the prompt and room for the reply take at most half the context (so the next
+   * turns append to the KV cache instead of evaluating the whole prompt again). The result's
+   * `droppedMessages` says how many were left out; a last message that cannot fit still throws.
+   */
+  contextOverflow?: "error" | "drop-oldest";
 }
 
 /** A FIFO lock: requests run one at a time in arrival order. */
@@ -75,6 +85,32 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
+/**
+ * Drops the oldest messages of a conversation (after its leading system messages, never the last
+ * one, and so that what is kept starts with a user message) until its prompt plus room for the
+ * reply fits in half the context, or as close to that as the last message allows.
+ */
+function fitConversation(messages: ChatMessage[], render: (kept: ChatMessage[]) => number[], contextSize: number, maxTokens: number | undefined): { ids: number[]; dropped: number } {
+  const reply = Math.max(1, Math.min(maxTokens ?? Math.floor(contextSize / 4), Math.floor(contextSize / 2)));
+  const target = Math.floor(contextSize / 2);
+  let ids = render(messages);
+  if (ids.length + reply <= contextSize) return { ids, dropped: 0 };
+  let first = 0;
+  while (first < messages.length - 1 && messages[first]!.role === "system") first++;
+  let dropped = 0;
+  while (first + dropped < messages.length - 1 && ids.length + reply > target) {
+    dropped++;
+    while (first + dropped < messages.length - 1 && messages[first + dropped]!.role !== "user") dropped++;
+    ids = render([...messages.slice(0, first), ...messages.slice(first + dropped)]);
+  }
+  if (ids.length >= contextSize) {
+    throw new RangeError(
+      `the last message is too long for the context: with ${first > 0 ? "the system prompt and " : ""}the chat template it takes ${ids.length} tokens; the context holds ${contextSize}`,
+    );
+  }
+  return { ids, dropped };
+}
+
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
@@ -84,8 +120,8 @@ const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 export class Model {
   readonly config: SmallThinkerConfig;
   readonly tokenizer: Tokenizer;
-  readonly chatTemplate: ChatTemplate;
   readonly info: ModelInfo;
+  private template: ChatTemplate | undefined;
   private readonly queue = new Queue();
   /** Tokens whose keys and values are in the KV cache, in order. */
   private evaluated: number[] = [];
@@ -96,25 +132,40 @@ export class Model {
     readonly engine: SmallThinkerModel,
     readonly kernels: Kernels,
     tokenizer: Tokenizer,
-    chatTemplate: ChatTemplate,
+    private readonly templateSource: string | undefined,
     info: ModelInfo,
   ) {
     this.config = engine.config;
     this.tokenizer = tokenizer;
-    this.chatTemplate = chatTemplate;
     this.info = info;
+  }
+
+  /**
+   * The model's chat template, parsed when first needed: a model whose template is broken still
+   * completes plain text; chat fails then, naming the file and the key.
+   */
+  get chatTemplate(): ChatTemplate {
+    if (!this.template) {
+      const text = (id: number | null) => (id === null ? "" : this.tokenizer.tokenText(id));
+      try {
+        this.template = ChatTemplate.fromGguf(this.templateSource, { bos: text(this.tokenizer.bosId), eos: text(this.tokenizer.eosId) });
+      } catch (error) {
+        if (error instanceof ChatTemplateError) throw new ChatTemplateError(`${this.path}: ${error.message}`, error.cause);
+        throw error;
+      }
+    }
+    return this.template;
   }
 
   static async load(path: string, options: LoadModelOptions = {}): Promise<Model> {
     const header = GgufFile.open(path);
     let tokenizer: Tokenizer;
-    let chatTemplate: ChatTemplate;
+    let templateSource: string | undefined;
     let info: ModelInfo;
     try {
       const meta = header.metadata;
       tokenizer = Tokenizer.fromGguf(meta);
-      const text = (id: number | null) => (id === null ? "" : tokenizer.tokenText(id));
-      chatTemplate = ChatTemplate.fromGguf(meta.optionalString("tokenizer.chat_template"), { bos: text(tokenizer.bosId), eos: text(tokenizer.eosId) });
+      templateSource = meta.optionalString("tokenizer.chat_template");
       info = {
         name: meta.optionalString("general.name") ?? path,
         description: meta.optionalString("general.description") ?? "",
@@ -127,7 +178,7 @@ export class Model {
     const kernels = await createKernels(options.kernels ?? "auto", options.threads);
     try {
       const engine = loadSmallThinker(path, kernels, { ...options, memory });
-      return new Model(path, engine, kernels, tokenizer, chatTemplate, info);
+      return new Model(path, engine, kernels, tokenizer, templateSource, info);
     } catch (error) {
       await kernels.dispose();
       throw error;
@@ -157,18 +208,27 @@ export class Model {
   }
 
   chat(messages: ChatMessage[], options: ChatOptions = {}): Generation {
-    const { tools, ...rest } = options;
-    return this.generate(this.renderChat(messages, tools), rest);
+    const { tools, contextOverflow = "error", ...rest } = options;
+    if (contextOverflow !== "error" && contextOverflow !== "drop-oldest") {
+      throw new RangeError(`contextOverflow must be "error" or "drop-oldest", got ${JSON.stringify(contextOverflow)}`);
+    }
+    if (this.closed) throw new Error("the model is closed");
+    const render = (kept: ChatMessage[]) => this.tokenize(this.renderChat(kept, tools));
+    const fitted = contextOverflow === "drop-oldest" ? fitConversation(messages, render, this.contextSize, rest.maxTokens) : { ids: render(messages), dropped: 0 };
+    return this.start(fitted.ids, rest, { droppedMessages: fitted.dropped });
   }
 
   /** Generates a continuation of `prompt` (text, or token ids). */
   generate(prompt: string | readonly number[], options: GenerateOptions = {}): Generation {
     if (this.closed) throw new Error("the model is closed");
+    return this.start(typeof prompt === "string" ? this.tokenize(prompt) : [...prompt], options, {});
+  }
+
+  private start(promptIds: number[], options: GenerateOptions, extra: Partial<GenerationResult>): Generation {
     const { maxTokens, stop = [], ignoreEos = false, signal, ...sampling } = options;
     if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 0)) {
       throw new RangeError(`maxTokens must be a whole number ≥ 0, got ${maxTokens}`);
     }
-    const promptIds = typeof prompt === "string" ? this.tokenize(prompt) : [...prompt];
     if (promptIds.length === 0) throw new RangeError("the prompt is empty: at least one token is needed");
     if (promptIds.length >= this.contextSize) {
       throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${this.contextSize} (and one is needed to generate)`);
@@ -235,7 +295,7 @@ export class Model {
         timings.generateMs = performance.now() - generateStart;
       } finally {
         release();
-        finish({ text, tokens, promptTokens: promptIds.length, cachedPromptTokens: cached, completionTokens: tokens.length, finishReason, timings });
+        finish({ text, tokens, promptTokens: promptIds.length, cachedPromptTokens: cached, completionTokens: tokens.length, finishReason, timings, ...extra });
       }
     });
   }
