@@ -1,0 +1,4 @@
+export { pullModel, type PullOptions, type PulledModel } from "./pull.js";
+export { listCachedModels, type CachedModelFile } from "./list.js";
+export { parseModelReference, type ModelReference } from "./reference.js";
+export { HubError } from "./errors.js";
