@@ -58,7 +58,7 @@ export async function downloadVerified(target: DownloadTarget, options: Download
           `download of ${target.name} interrupted at ${state.have} of ${target.size} bytes (${error.message}); the same command resumes it`,
         );
       }
-      await sleep(Math.min(8000, 500 * 2 ** (attempt - 1)));
+      await sleep(Math.min(8000, 250 * 2 ** (attempt - 1)));
     }
   }
   const digest = state.hash.digest("hex");

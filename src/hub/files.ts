@@ -81,5 +81,10 @@ export function chooseModelFiles(groups: readonly ModelFiles[], quant: string | 
 }
 
 export function describeChoices(groups: readonly ModelFiles[]): string {
-  return groups.map((g) => `${g.quant ?? g.name} (${(g.size / 2 ** 30).toFixed(2)} GiB${g.parts.length > 1 ? `, ${g.parts.length} parts` : ""})`).join(", ");
+  return groups.map((g) => `${g.quant ?? "?"} (${g.name}, ${sizeText(g.size)}${g.parts.length > 1 ? ` in ${g.parts.length} parts` : ""})`).join(", ");
+}
+
+function sizeText(bytes: number): string {
+  const [unit, scale] = bytes >= 2 ** 30 ? ["GiB", 2 ** 30] : bytes >= 2 ** 20 ? ["MiB", 2 ** 20] : ["KiB", 2 ** 10];
+  return `${(bytes / scale).toFixed(scale === 2 ** 10 ? 0 : 1)} ${unit}`;
 }
