@@ -62,7 +62,8 @@ function joinDashValues(args: readonly string[], options: OptionSpecs): string[]
 function describeParseError(error: unknown): string {
   const { code, message } = error as { code?: string; message: string };
   const quoted = /'([^']*)'/.exec(message)?.[1] ?? "";
-  const option = /--[\w-]+/.exec(quoted)?.[0] ?? quoted;
+  // the long name, wherever node:util's message has it ("Option '-p' argument is ambiguous … '--prompt=-XYZ'")
+  const option = /--[\w-]+/.exec(message)?.[0] ?? quoted;
   switch (code) {
     case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
       return `unknown option ${quoted}`;

@@ -76,7 +76,7 @@ export const SAMPLING_HELP = `Sampling options:
   -n, --max-tokens N    most tokens to generate (default 256; -1 = until the context is full)
   --temp X              temperature (default 0.8; 0 = greedy)
   --top-k N             (default 40; 0 = off)      --top-p X   (default 0.95; 1 = off)
-  --min-p X             (default 0.05; 0 = off)    --seed N    (default random)
+  --min-p X             (default 0.05; 0 = off)    -s, --seed N (default random)
   --repeat-penalty X    (default 1 = off)          --repeat-last-n N (default 64)
   --presence-penalty X  (default 0)                --frequency-penalty X (default 0)
   --stop TEXT           stop before TEXT (repeatable)`;
