@@ -233,6 +233,11 @@ test("the CLI pulls with a progress line per tenth when not on a terminal, lists
   assert.ok(lines.length >= 2 && lines.length <= 11 && /: 100% /.test(lines.at(-1)!), pull.stderr);
   assert.match(pull.stdout.trim(), new RegExp(`snapshots/${hub.commit}/tiny-F32\\.gguf$`));
 
+  const list = await runCli(["pull", REPO, "--list"], env);
+  assert.equal(list.code, 0, list.stderr);
+  assert.deepEqual(list.stdout.trim().split("\n").map((line) => line.split(/\s+/)[0]), ["Q4_0", "Q4_K_M", "Q8_0", "F32"]);
+  assert.match(list.stdout, /Q4_K_M\s+195\.3 KiB\s+tiny-Q4_K_M-00001-of-00002\.gguf and 1 more part$/m);
+
   const models = await runCli(["models"], env);
   assert.equal(models.code, 0, models.stderr);
   assert.match(models.stdout, /SmallThinkerTest\/Tiny-GGUF\s+tiny-F32\.gguf\s+\d+(\.\d+)? MiB\s+F32\s+[0-9a-f]{8} \(main\)/);

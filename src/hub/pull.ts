@@ -61,6 +61,20 @@ export async function pullModel(text: string, options: PullOptions = {}): Promis
   return { repo: reference.repo, commit: listing.commit, quant: chosen.quant, paths, size: chosen.size, fromCache: false };
 }
 
+/** The models (GGUF files, split ones grouped) a repository offers, without downloading any. */
+export async function listRepositoryModels(text: string): Promise<{ repo: string; commit: string; models: ModelFiles[] }> {
+  const reference = parseModelReference(text);
+  const settings = await hubSettings();
+  if (settings.offline) throw new HubError(`listing ${reference.repo} needs the hub, and HF_HUB_OFFLINE is set`);
+  try {
+    const { commit, groups } = await listRepository(reference.repo, settings);
+    return { repo: reference.repo, commit, models: groups };
+  } catch (error) {
+    if (isNetworkFailure(error)) throw new HubError(`cannot reach ${settings.endpoint} (${describeNetworkError(error)}) to list ${reference.repo}`);
+    throw hubError(error, reference, settings);
+  }
+}
+
 async function listRepository(repo: string, settings: HubSettings): Promise<{ commit: string; groups: ModelFiles[] }> {
   const { listFiles, modelInfo } = await import("@huggingface/hub");
   const common = { hubUrl: settings.endpoint, fetch: hubFetch(settings.token) };

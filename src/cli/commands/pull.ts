@@ -1,9 +1,10 @@
 import { UsageError, formatBytes, helpHint, parseCommand } from "../args.js";
+import { listRepositoryModels } from "../../hub/index.js";
 import { pullWithProgress } from "../open-model.js";
 
-export const PULL_OPTIONS = { help: { type: "boolean", short: "h" } } as const;
+export const PULL_OPTIONS = { list: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
 
-export const PULL_HELP = `smallthinker pull OWNER/NAME[:QUANT]
+export const PULL_HELP = `smallthinker pull OWNER/NAME[:QUANT] [--list]
 
 Downloads a GGUF model from the Hugging Face hub into its cache, so that -m hf:OWNER/NAME[:QUANT]
 runs it (any command takes that and pulls on first use). QUANT picks the file by the quantization
@@ -20,6 +21,7 @@ Official models:
   PowerInfer/SmallThinker-21BA3B-Instruct-GGUF
   PowerInfer/SmallThinker-4BA0.6B-Instruct-INT4-QAT
 
+  --list                list the repository's GGUF models (quantization, file, size) and exit
   -h, --help            this help`;
 
 export async function pullCommand(argv: string[]): Promise<void> {
@@ -30,6 +32,12 @@ export async function pullCommand(argv: string[]): Promise<void> {
   }
   if (positionals.length !== 1) {
     throw new UsageError(`smallthinker pull: ${positionals.length === 0 ? "name the model: OWNER/NAME[:QUANT]" : `one model at a time (got ${positionals.length})`}\n${helpHint("pull")}`);
+  }
+  if (values.list) {
+    const { repo, commit, models } = await listRepositoryModels(positionals[0]!);
+    console.error(`${repo} at commit ${commit.slice(0, 8)}:`);
+    for (const model of models) console.log(`${(model.quant ?? "?").padEnd(8)} ${formatBytes(model.size).padStart(10)}  ${model.name}${model.parts.length > 1 ? ` and ${model.parts.length - 1} more part${model.parts.length > 2 ? "s" : ""}` : ""}`);
+    return;
   }
   const pulled = await pullWithProgress(positionals[0]!, (line) => console.error(line));
   const source = pulled.fromCache ? "cached" : "ready";
