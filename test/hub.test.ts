@@ -17,6 +17,8 @@ const dir = mkdtempSync(join(tmpdir(), "st-hub-"));
 const REPO = "SmallThinkerTest/Tiny-GGUF";
 const PRIVATE = "SmallThinkerTest/Private-GGUF";
 const TOKEN = "hf_fake_token_for_tests";
+/** A repository listing a path that climbs out of the snapshot folder. */
+const EVIL = "SmallThinkerTest/Evil-GGUF";
 
 /** Deterministic filler bytes (not a model: pull does not read what it fetches). */
 function bytes(length: number, seed: number): Uint8Array {
@@ -48,6 +50,7 @@ before(async () => {
       ],
     },
     { name: PRIVATE, token: TOKEN, files: [{ path: "private-Q4_0.gguf", content: bytes(50_000, 5) }] },
+    { name: EVIL, files: [{ path: "../../../escaped-Q4_0.gguf", content: bytes(1000, 6) }] },
   ]);
 });
 after(async () => {
@@ -116,6 +119,13 @@ test("QUANT picks the file case-insensitively; an unknown one lists what the rep
   assert.match(pulled.paths[0]!, /tiny-Q8_0\.gguf$/);
   await assert.rejects(pullModel(`${REPO}:Q5_K_S`), (error: Error) => error instanceof HubError && /no GGUF for Q5_K_S; it has: Q4_0 \(tiny-Q4_0\.gguf, 195 KiB\), Q4_K_M \(tiny-Q4_K_M-00001-of-00002\.gguf, 195 KiB in 2 parts\), Q8_0 .*F32/.test(error.message));
   await assert.rejects(pullModel("not a repo"), /"not a repo" is not a model on the hub: expected OWNER\/NAME/);
+});
+
+test("a listed path that would leave the cache is refused before anything is written", async () => {
+  const { home } = freshCache();
+  await assert.rejects(pullModel(EVIL), /lists a file named "\.\.\/\.\.\/\.\.\/escaped-Q4_0\.gguf", which is not a plain relative path/);
+  assert.equal(storageRequests().length, 0);
+  assert.ok(!existsSync(join(home, "escaped-Q4_0.gguf")) && !existsSync(join(home, "..", "escaped-Q4_0.gguf")));
 });
 
 test("a split model is downloaded whole, its parts in order", async () => {

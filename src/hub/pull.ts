@@ -81,11 +81,18 @@ async function listRepository(repo: string, settings: HubSettings): Promise<{ co
   // the commit first, and every file at that commit: parts of one model never come from two commits
   const info = await modelInfo({ ...common, name: repo, additionalFields: ["sha"] });
   const commit = info.sha;
-  if (!commit) throw new HubError(`${repo}: ${settings.endpoint} did not say which commit main is at`);
+  // the commit, file paths and checksums name folders and files in the cache: only safe ones
+  if (!commit || !/^[0-9a-f]{40}$/.test(commit)) throw new HubError(`${repo}: ${settings.endpoint} did not say which commit main is at`);
   const entries: GgufEntry[] = [];
   for await (const file of listFiles({ ...common, repo: { type: "model", name: repo }, revision: commit, recursive: true })) {
     if (file.type !== "file" || !/\.gguf$/i.test(file.path)) continue;
-    entries.push({ path: file.path, size: file.lfs?.size ?? file.size, sha256: file.lfs?.oid, gitOid: file.lfs ? undefined : file.oid });
+    if (!isSafeRelativePath(file.path)) throw new HubError(`${repo}: the hub lists a file named ${JSON.stringify(file.path)}, which is not a plain relative path`);
+    const sha256 = file.lfs?.oid;
+    const gitOid = file.lfs ? undefined : file.oid;
+    if ((sha256 !== undefined && !/^[0-9a-f]{64}$/.test(sha256)) || (gitOid !== undefined && !/^[0-9a-f]{40}$/.test(gitOid))) {
+      throw new HubError(`${repo}: the hub lists a malformed checksum for ${file.path}`);
+    }
+    entries.push({ path: file.path, size: file.lfs?.size ?? file.size, sha256, gitOid });
   }
   return { commit, groups: groupModelFiles(entries) };
 }
@@ -130,6 +137,11 @@ function fromCache(reference: ModelReference, settings: HubSettings): PulledMode
     size: chosen.size,
     fromCache: true,
   };
+}
+
+/** No "..", no absolute path, no backslash or empty segment: a path that stays inside the snapshot. */
+function isSafeRelativePath(path: string): boolean {
+  return path.length > 0 && !path.startsWith("/") && !path.includes("\\") && path.split("/").every((segment) => segment !== "" && segment !== "." && segment !== "..");
 }
 
 /**
