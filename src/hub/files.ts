@@ -84,7 +84,7 @@ export function describeChoices(groups: readonly ModelFiles[]): string {
   return groups.map((g) => `${g.quant ?? "?"} (${g.name}, ${sizeText(g.size)}${g.parts.length > 1 ? ` in ${g.parts.length} parts` : ""})`).join(", ");
 }
 
-function sizeText(bytes: number): string {
+export function sizeText(bytes: number): string {
   const [unit, scale] = bytes >= 2 ** 30 ? ["GiB", 2 ** 30] : bytes >= 2 ** 20 ? ["MiB", 2 ** 20] : ["KiB", 2 ** 10];
   return `${(bytes / scale).toFixed(scale === 2 ** 10 ? 0 : 1)} ${unit}`;
 }

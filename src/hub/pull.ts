@@ -1,7 +1,7 @@
 import { HubError } from "./errors.js";
 import { blobPath, cachedFile, cachedSnapshot, linkSnapshot, repoFolder, snapshotPath, writeRef } from "./cache.js";
 import { describeNetworkError, downloadVerified } from "./download.js";
-import { chooseModelFiles, groupModelFiles, type GgufEntry, type ModelFiles } from "./files.js";
+import { chooseModelFiles, groupModelFiles, sizeText, type GgufEntry, type ModelFiles } from "./files.js";
 import { formatReference, parseModelReference, type ModelReference } from "./reference.js";
 import { hubSettings, type HubSettings } from "./settings.js";
 
@@ -104,7 +104,7 @@ async function fetchPart(repo: string, commit: string, part: GgufEntry, folder: 
   if (!id) throw new HubError(`${repo}: the hub lists no checksum for ${part.path}`);
   const blob = blobPath(folder, id);
   if (cachedFile(blob) !== part.size) {
-    notice(`downloading ${repo}/${part.path} (${(part.size / 2 ** 30).toFixed(2)} GiB) into ${settings.cacheDir}`);
+    notice(`downloading ${repo}/${part.path} (${sizeText(part.size)}) into ${settings.cacheDir}`);
     await downloadVerified({
       url: `${settings.endpoint}/${repo}/resolve/${commit}/${part.path.split("/").map(encodeURIComponent).join("/")}`,
       name: part.path,
