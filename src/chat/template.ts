@@ -1,4 +1,4 @@
-import { Template } from "@huggingface/jinja";
+import { Environment as JinjaEnvironment, Interpreter as JinjaInterpreter, Template } from "@huggingface/jinja";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | "tool";
@@ -21,6 +21,27 @@ export interface ChatRenderOptions {
 /** Variables the renderer sets itself, which `variables` may not replace. */
 export const RESERVED_TEMPLATE_VARIABLES: ReadonlySet<string> = new Set(["messages", "tools", "add_generation_prompt", "bos_token", "eos_token"]);
 
+/**
+ * What one rendering may spend. A template comes from the model file, so it is untrusted code: a
+ * loop over `range(100000000)` or a value doubled in a loop would otherwise exhaust the heap and
+ * abort the process. An honest template renders a short conversation in about a millisecond and
+ * a 2000-message one (a full 32K-token context) in about a second on a busy 2-core machine.
+ */
+export interface RenderLimits {
+  /** Expressions and statements evaluated. */
+  steps: number;
+  /** Wall-clock milliseconds. */
+  milliseconds: number;
+  /** Characters of any one string (the output included) and items of any one list. */
+  length: number;
+  /** Nesting of evaluation (recursive macros). */
+  depth: number;
+  /** Items `range()` may produce (the bound Jinja's own sandbox uses). */
+  rangeItems: number;
+}
+
+export const DEFAULT_RENDER_LIMITS: RenderLimits = { steps: 5_000_000, milliseconds: 5000, length: 8 << 20, depth: 500, rangeItems: 100_000 };
+
 const ROLES: ReadonlySet<string> = new Set<ChatMessage["role"]>(["system", "user", "assistant", "tool"]);
 
 /** The template used when a model ships none: ChatML, the format the Qwen-style vocabulary's <|im_start|> and <|im_end|> tokens exist for. */
@@ -38,29 +59,136 @@ export class ChatTemplateError extends Error {
   }
 }
 
+/** A rendering that went past one of its RenderLimits. */
+class LimitExceeded extends Error {}
+
+/*
+ * @huggingface/jinja re-exports its Environment and Interpreter from a file its type declarations
+ * name without an extension, which Node's module resolution cannot follow: the parts used here are
+ * declared again.
+ */
+type Program = Template["parsed"];
+interface RuntimeValue {
+  value: unknown;
+}
+interface Environment {
+  set(name: string, value: unknown): RuntimeValue;
+}
+interface Interpreter {
+  run(program: Program): RuntimeValue;
+  evaluate(statement: unknown, environment: Environment): RuntimeValue;
+}
+const Environment = JinjaEnvironment as unknown as new () => Environment;
+const Interpreter = JinjaInterpreter as unknown as new (environment: Environment) => Interpreter;
+type Statement = unknown;
+
+/** The Jinja interpreter, counting every evaluation against the limits of one rendering. */
+class BoundedInterpreter extends Interpreter {
+  private steps = 0;
+  private depth = 0;
+  private readonly deadline: number;
+
+  constructor(
+    environment: Environment,
+    private readonly limits: RenderLimits,
+  ) {
+    super(environment);
+    this.deadline = performance.now() + limits.milliseconds;
+  }
+
+  override evaluate(statement: Statement, environment: Environment): RuntimeValue {
+    const { limits } = this;
+    if (++this.steps > limits.steps) throw new LimitExceeded(`it took more than ${limits.steps} evaluation steps`);
+    // the clock is read at every step: one step can be long (a loop whose body is empty runs
+    // all its iterations inside one), and reading it costs well under a microsecond
+    if (performance.now() > this.deadline) throw new LimitExceeded(`it ran for more than ${limits.milliseconds} ms`);
+    if (++this.depth > limits.depth) throw new LimitExceeded(`it nested deeper than ${limits.depth} levels (a runaway recursive macro?)`);
+    try {
+      const value = super.evaluate(statement, environment);
+      const length = (value.value as { length?: unknown } | null)?.length;
+      if (typeof length === "number" && length > limits.length && (typeof value.value === "string" || Array.isArray(value.value))) {
+        throw new LimitExceeded(`it built a ${typeof value.value === "string" ? "string" : "list"} of more than ${limits.length} ${typeof value.value === "string" ? "characters" : "items"}`);
+      }
+      return value;
+    } finally {
+      this.depth--;
+    }
+  }
+}
+
+/** Python's range(), refusing to build more than `limit` items. */
+function boundedRange(limit: number) {
+  return (start: unknown, stop?: unknown, step: unknown = 1): number[] => {
+    if (stop === undefined) [start, stop] = [0, start];
+    for (const value of [start, stop, step]) {
+      if (!Number.isInteger(value)) throw new Error(`range() takes whole numbers, got ${JSON.stringify(value)}`);
+    }
+    const [from, to, by] = [start as number, stop as number, step as number];
+    if (by === 0) throw new Error("range() step must not be zero");
+    const count = Math.max(0, Math.ceil((to - from) / by));
+    if (count > limit) throw new LimitExceeded(`range() of ${count} items exceeds the limit of ${limit}`);
+    return Array.from({ length: count }, (_, i) => from + i * by);
+  };
+}
+
+/** The globals @huggingface/jinja's Template.render sets (its setupGlobals is not exported), with range() bounded. */
+function globals(limits: RenderLimits): Record<string, unknown> {
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return {
+    false: false,
+    true: true,
+    none: null,
+    False: false,
+    True: true,
+    None: null,
+    raise_exception: (message: unknown) => {
+      throw new Error(String(message));
+    },
+    range: boundedRange(limits.rangeItems),
+    strftime_now: (format: unknown) => {
+      const date = new Date();
+      return String(format).replace(/%[YmdbBHM%]/g, (token) => {
+        switch (token) {
+          case "%Y": return String(date.getFullYear());
+          case "%m": return pad(date.getMonth() + 1);
+          case "%d": return pad(date.getDate());
+          case "%b": return new Intl.DateTimeFormat("en", { month: "short" }).format(date);
+          case "%B": return new Intl.DateTimeFormat("en", { month: "long" }).format(date);
+          case "%H": return pad(date.getHours());
+          case "%M": return pad(date.getMinutes());
+          default: return "%";
+        }
+      });
+    },
+  };
+}
+
 /**
  * Turns a conversation into the prompt text a model was trained on, by rendering the model's Jinja
  * chat template (GGUF `tokenizer.chat_template`) with the variables Hugging Face transformers passes.
  */
 export class ChatTemplate {
-  private readonly template: Template;
+  private readonly program: Program;
   /** The Jinja source, which also holds every literal the template can output. */
   readonly source: string;
   readonly specialTokens: Readonly<{ bos: string; eos: string }>;
+  private readonly limits: RenderLimits;
 
-  private constructor(source: string, template: Template, specialTokens: { bos: string; eos: string }) {
+  private constructor(source: string, program: Program, specialTokens: { bos: string; eos: string }, limits: RenderLimits) {
     this.source = source;
-    this.template = template;
+    this.program = program;
     this.specialTokens = specialTokens;
+    this.limits = limits;
   }
 
-  /** Parses the template now, so a broken one fails at load time rather than at the first prompt. */
-  static fromGguf(source: string | undefined, specialTokens: { bos: string; eos: string }): ChatTemplate {
-    if (source === undefined) return new ChatTemplate(CHATML_SOURCE, new Template(CHATML_SOURCE), specialTokens);
+  /** Parses the template now, so a broken one fails here rather than at the first prompt. */
+  static fromGguf(source: string | undefined, specialTokens: { bos: string; eos: string }, limits: Partial<RenderLimits> = {}): ChatTemplate {
+    const bounds = { ...DEFAULT_RENDER_LIMITS, ...limits };
+    if (source === undefined) return new ChatTemplate(CHATML_SOURCE, new Template(CHATML_SOURCE).parsed, specialTokens, bounds);
     if (source.trim() === "") {
       throw new ChatTemplateError("the model's chat template (tokenizer.chat_template) is empty", undefined);
     }
-    return new ChatTemplate(source, parse(source), specialTokens);
+    return new ChatTemplate(source, parse(source), specialTokens, bounds);
   }
 
   /**
@@ -69,21 +197,28 @@ export class ChatTemplate {
    */
   render(messages: ChatMessage[], options: ChatRenderOptions = {}): string {
     messages.forEach(checkMessage);
-    const variables = options.variables ?? {};
-    for (const name of Object.keys(variables)) {
+    const extra = options.variables ?? {};
+    for (const name of Object.keys(extra)) {
       if (RESERVED_TEMPLATE_VARIABLES.has(name)) throw new TypeError(`the template variable ${name} is set by the renderer and cannot be replaced`);
     }
+    const variables: Record<string, unknown> = {
+      ...globals(this.limits),
+      ...extra,
+      messages: messages.map(templateView),
+      bos_token: this.specialTokens.bos,
+      eos_token: this.specialTokens.eos,
+      add_generation_prompt: options.addGenerationPrompt ?? true,
+      // transformers passes None rather than leaving it undefined, and templates test for that
+      tools: options.tools ?? null,
+    };
     try {
-      return this.template.render({
-        ...variables,
-        messages: messages.map(templateView),
-        bos_token: this.specialTokens.bos,
-        eos_token: this.specialTokens.eos,
-        add_generation_prompt: options.addGenerationPrompt ?? true,
-        // transformers passes None rather than leaving it undefined, and templates test for that
-        tools: options.tools ?? null,
-      });
+      const environment = new Environment();
+      for (const [name, value] of Object.entries(variables)) environment.set(name, value);
+      const output = new BoundedInterpreter(environment, this.limits).run(this.program).value;
+      if (typeof output !== "string") throw new Error(`it produced ${typeof output}, not text`);
+      return output;
     } catch (error) {
+      if (error instanceof LimitExceeded) throw new ChatTemplateError(`the model's chat template was stopped while rendering: ${error.message}`, error);
       throw new ChatTemplateError(`the model's chat template failed to render: ${messageOf(error)}`, error);
     }
   }
@@ -97,13 +232,13 @@ function templateView(message: ChatMessage): Record<string, string> {
   return view;
 }
 
-function parse(source: string): Template {
+function parse(source: string): Program {
   try {
-    return new Template(source);
+    return new Template(source).parsed;
   } catch (error) {
     // the Jinja parser reports no positions; a TypeError is it reading past the last token
     const hint = error instanceof TypeError ? " (it ends inside an unclosed block, such as {% if %} or {% for %})" : "";
-    throw new ChatTemplateError(`the model's chat template could not be parsed${hint}: ${messageOf(error)}`, error);
+    throw new ChatTemplateError(`the model's chat template (tokenizer.chat_template) could not be parsed${hint}: ${messageOf(error)}`, error);
   }
 }
 

@@ -4,7 +4,6 @@ import { KernelChoice } from "../engine/kernels.js";
 import { SamplingOptions } from "../sampling/index.js";
 import { UsageError, parseInteger, parseNumber, parseSizeOption } from "./args.js";
 
-
 /** Options shared by every command that loads a model. */
 export const MODEL_OPTIONS = {
   model: { type: "string", short: "m" },
@@ -21,7 +20,9 @@ export const MODEL_OPTIONS = {
 } as const;
 
 export const MODEL_HELP = `Model options:
-  -m, --model FILE      SmallThinker GGUF (default: the built-in demo model, random weights)
+  -m, --model M         a SmallThinker GGUF file, or hf:OWNER/NAME[:QUANT] to fetch one from the
+                        Hugging Face hub (cached; see "smallthinker pull --help"); default: the
+                        built-in demo model (random weights)
   -c, --ctx N           context size in tokens (default 4096, at most the model's)
   -b, --batch N         prompt tokens per batch (default 256)
   -t, --threads N       compute threads (default ${availableParallelism()}, the core count)
@@ -72,17 +73,17 @@ export const SAMPLING_OPTIONS = {
 } as const;
 
 export const SAMPLING_HELP = `Sampling options:
-  -n, --max-tokens N    most tokens to generate (default 256)
+  -n, --max-tokens N    most tokens to generate (default 256; -1 = until the context is full)
   --temp X              temperature (default 0.8; 0 = greedy)
   --top-k N             (default 40; 0 = off)      --top-p X   (default 0.95; 1 = off)
-  --min-p X             (default 0.05; 0 = off)    --seed N    (default random)
+  --min-p X             (default 0.05; 0 = off)    -s, --seed N (default random)
   --repeat-penalty X    (default 1 = off)          --repeat-last-n N (default 64)
   --presence-penalty X  (default 0)                --frequency-penalty X (default 0)
   --stop TEXT           stop before TEXT (repeatable)`;
 
 type SamplingValues = { [K in keyof typeof SAMPLING_OPTIONS]?: K extends "stop" ? string[] : string };
 
-export function samplingOptions(values: SamplingValues): SamplingOptions & { maxTokens: number; stop: string[] } {
+export function samplingOptions(values: SamplingValues): SamplingOptions & { maxTokens: number | undefined; stop: string[] } {
   const sampling: SamplingOptions = {
     temperature: parseNumber(values.temp, "--temp", 0, 100),
     topK: parseInteger(values["top-k"], "--top-k", 0),
@@ -94,5 +95,7 @@ export function samplingOptions(values: SamplingValues): SamplingOptions & { max
     frequencyPenalty: parseNumber(values["frequency-penalty"], "--frequency-penalty", -2, 2),
     seed: parseInteger(values.seed, "--seed", 0, 2 ** 32 - 1),
   };
-  return { ...sampling, maxTokens: parseInteger(values["max-tokens"], "--max-tokens", 0) ?? 256, stop: values.stop ?? [] };
+  const maxTokens = parseInteger(values["max-tokens"], "--max-tokens", -1) ?? 256;
+  // undefined: no limit of its own, the generation ends at an end token or a full context
+  return { ...sampling, maxTokens: maxTokens === -1 ? undefined : maxTokens, stop: values.stop ?? [] };
 }

@@ -24,6 +24,8 @@ export interface GenerationResult {
   finishReason: FinishReason;
   /** Milliseconds: waiting in the queue, evaluating the prompt, first token, generating. */
   timings: { queuedMs: number; promptMs: number; firstTokenMs: number; generateMs: number };
+  /** Chat only: messages left out of the prompt because the conversation outgrew the context (see ChatOptions.contextOverflow). */
+  droppedMessages?: number;
 }
 
 /**

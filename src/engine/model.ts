@@ -1,4 +1,4 @@
-import { ChatMessage, ChatTemplate, renderChatPrompt, type PromptProtection } from "../chat/index.js";
+import { ChatMessage, ChatTemplate, ChatTemplateError, renderChatPrompt, type PromptProtection } from "../chat/index.js";
 import { GgufFile } from "../gguf/reader.js";
 import { Kernels, KvType } from "../kernels/api.js";
 import { SmallThinkerConfig } from "../model/config.js";
@@ -36,6 +36,8 @@ export interface LoadModelOptions {
   lookahead?: number;
   /** Receives the memory plan before the weights are loaded. */
   onPlan?: (plan: MemoryPlan) => void;
+  /** Called as the weights are read, with bytes read so far and bytes to read in all. */
+  onProgress?: (loaded: number, total: number) => void;
 }
 
 export interface ModelInfo {
@@ -53,7 +55,16 @@ export interface ChatPromptOptions {
   templateVariables?: Record<string, unknown>;
 }
 
-export interface ChatOptions extends GenerateOptions, ChatPromptOptions {}
+export interface ChatOptions extends GenerateOptions, ChatPromptOptions {
+  /**
+   * When the conversation does not fit the context: "error" (the default) throws a RangeError;
+   * "drop-oldest" leaves out its oldest messages, never the leading system messages nor the last
+   * message, until the prompt and room for the reply take at most half the context (so the next
+   * turns append to the KV cache instead of evaluating the whole prompt again). The result's
+   * `droppedMessages` says how many were left out; a last message that cannot fit still throws.
+   */
+  contextOverflow?: "error" | "drop-oldest";
+}
 
 export interface PromptOptions extends GenerateOptions {
   /**
@@ -103,6 +114,32 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
+/**
+ * Drops the oldest messages of a conversation (after its leading system messages, never the last
+ * one, and so that what is kept starts with a user message) until its prompt plus room for the
+ * reply fits in half the context, or as close to that as the last message allows.
+ */
+function fitConversation(messages: ChatMessage[], render: (kept: ChatMessage[]) => number[], contextSize: number, maxTokens: number | undefined): { ids: number[]; dropped: number } {
+  const reply = Math.max(1, Math.min(maxTokens ?? Math.floor(contextSize / 4), Math.floor(contextSize / 2)));
+  const target = Math.floor(contextSize / 2);
+  let ids = render(messages);
+  if (ids.length + reply <= contextSize) return { ids, dropped: 0 };
+  let first = 0;
+  while (first < messages.length - 1 && messages[first]!.role === "system") first++;
+  let dropped = 0;
+  while (first + dropped < messages.length - 1 && ids.length + reply > target) {
+    dropped++;
+    while (first + dropped < messages.length - 1 && messages[first + dropped]!.role !== "user") dropped++;
+    ids = render([...messages.slice(0, first), ...messages.slice(first + dropped)]);
+  }
+  if (ids.length >= contextSize) {
+    throw new RangeError(
+      `the last message is too long for the context: with ${first > 0 ? "the system prompt and " : ""}the chat template it takes ${ids.length} tokens; the context holds ${contextSize}`,
+    );
+  }
+  return { ids, dropped };
+}
+
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
@@ -112,8 +149,8 @@ const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 export class Model {
   readonly config: SmallThinkerConfig;
   readonly tokenizer: Tokenizer;
-  readonly chatTemplate: ChatTemplate;
   readonly info: ModelInfo;
+  private template: ChatTemplate | undefined;
   private readonly queue = new Queue();
   /** Tokens whose keys and values are in the KV cache, in order. */
   private evaluated: number[] = [];
@@ -124,25 +161,40 @@ export class Model {
     readonly engine: SmallThinkerModel,
     readonly kernels: Kernels,
     tokenizer: Tokenizer,
-    chatTemplate: ChatTemplate,
+    private readonly templateSource: string | undefined,
     info: ModelInfo,
   ) {
     this.config = engine.config;
     this.tokenizer = tokenizer;
-    this.chatTemplate = chatTemplate;
     this.info = info;
+  }
+
+  /**
+   * The model's chat template, parsed when first needed: a model whose template is broken still
+   * completes plain text; chat fails then, naming the file and the key.
+   */
+  get chatTemplate(): ChatTemplate {
+    if (!this.template) {
+      const text = (id: number | null) => (id === null ? "" : this.tokenizer.tokenText(id));
+      try {
+        this.template = ChatTemplate.fromGguf(this.templateSource, { bos: text(this.tokenizer.bosId), eos: text(this.tokenizer.eosId) });
+      } catch (error) {
+        if (error instanceof ChatTemplateError) throw new ChatTemplateError(`${this.path}: ${error.message}`, error.cause);
+        throw error;
+      }
+    }
+    return this.template;
   }
 
   static async load(path: string, options: LoadModelOptions = {}): Promise<Model> {
     const header = GgufFile.open(path);
     let tokenizer: Tokenizer;
-    let chatTemplate: ChatTemplate;
+    let templateSource: string | undefined;
     let info: ModelInfo;
     try {
       const meta = header.metadata;
       tokenizer = Tokenizer.fromGguf(meta);
-      const text = (id: number | null) => (id === null ? "" : tokenizer.tokenText(id));
-      chatTemplate = ChatTemplate.fromGguf(meta.optionalString("tokenizer.chat_template"), { bos: text(tokenizer.bosId), eos: text(tokenizer.eosId) });
+      templateSource = meta.optionalString("tokenizer.chat_template");
       info = {
         name: meta.optionalString("general.name") ?? path,
         description: meta.optionalString("general.description") ?? "",
@@ -155,7 +207,7 @@ export class Model {
     const kernels = await createKernels(options.kernels ?? "auto", options.threads);
     try {
       const engine = loadSmallThinker(path, kernels, { ...options, memory });
-      return new Model(path, engine, kernels, tokenizer, chatTemplate, info);
+      return new Model(path, engine, kernels, tokenizer, templateSource, info);
     } catch (error) {
       await kernels.dispose();
       throw error;
@@ -199,18 +251,28 @@ export class Model {
 
   /** Generates the assistant's reply; message text is always text (see `chatPrompt`). */
   chat(messages: ChatMessage[], options: ChatOptions = {}): Generation {
-    const { tools, templateVariables, ...rest } = options;
-    return this.generate(this.chatPrompt(messages, { tools, templateVariables }).ids, rest);
+    const { tools, templateVariables, contextOverflow = "error", ...rest } = options;
+    if (contextOverflow !== "error" && contextOverflow !== "drop-oldest") {
+      throw new RangeError(`contextOverflow must be "error" or "drop-oldest", got ${JSON.stringify(contextOverflow)}`);
+    }
+    if (this.closed) throw new Error("the model is closed");
+    const render = (kept: ChatMessage[]) => this.chatPrompt(kept, { tools, templateVariables }).ids;
+    const fitted = contextOverflow === "drop-oldest" ? fitConversation(messages, render, this.contextSize, rest.maxTokens) : { ids: render(messages), dropped: 0 };
+    return this.start(fitted.ids, rest, { droppedMessages: fitted.dropped });
   }
 
   /** Generates a continuation of `prompt`: token ids, or text (plain text unless `parseSpecial`). */
   generate(prompt: string | readonly number[], options: PromptOptions = {}): Generation {
     if (this.closed) throw new Error("the model is closed");
-    const { maxTokens, stop = [], ignoreEos = false, signal, parseSpecial = false, ...sampling } = options;
+    const { parseSpecial = false, ...rest } = options;
+    return this.start(typeof prompt === "string" ? this.tokenizer.encode(prompt, parseSpecial ? {} : { plainText: true }) : [...prompt], rest, {});
+  }
+
+  private start(promptIds: number[], options: GenerateOptions, extra: Partial<GenerationResult>): Generation {
+    const { maxTokens, stop = [], ignoreEos = false, signal, ...sampling } = options;
     if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 0)) {
       throw new RangeError(`maxTokens must be a whole number ≥ 0, got ${maxTokens}`);
     }
-    const promptIds = typeof prompt === "string" ? this.tokenizer.encode(prompt, parseSpecial ? {} : { plainText: true }) : [...prompt];
     if (promptIds.length === 0) throw new RangeError("the prompt is empty: at least one token is needed");
     if (promptIds.length >= this.contextSize) {
       throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${this.contextSize} (and one is needed to generate)`);
@@ -277,7 +339,7 @@ export class Model {
         timings.generateMs = performance.now() - generateStart;
       } finally {
         release();
-        finish({ text, tokens, promptTokens: promptIds.length, cachedPromptTokens: cached, completionTokens: tokens.length, finishReason, timings });
+        finish({ text, tokens, promptTokens: promptIds.length, cachedPromptTokens: cached, completionTokens: tokens.length, finishReason, timings, ...extra });
       }
     });
   }

@@ -1,10 +1,11 @@
 import { GgufFile } from "../gguf/reader.js";
+import { tensorByteLength } from "../gguf/types.js";
 import { Kernels, KvType } from "../kernels/api.js";
 import { DirectFile } from "../experts/direct-file.js";
 import { PolicyName } from "../experts/policy.js";
 import { ResidentExperts } from "../experts/resident.js";
 import { ExpertStore } from "../experts/store.js";
-import { readConfig } from "./config.js";
+import { SmallThinkerConfig, readConfig } from "./config.js";
 import { ModelRuntimeOptions, SmallThinkerModel } from "./model.js";
 import { MemoryPlan, planMemory } from "./plan.js";
 import { STAGING_BYTES, WeightLoader } from "./weights.js";
@@ -30,11 +31,20 @@ export interface LoadOptions {
   /** Bytes the process holds besides the model (default: measured resident memory plus a margin). */
   processBytes?: number;
   /** Receives the memory plan before weights are loaded. */
-  onPlan?: (plan: MemoryPlan) => void;
+  onPlan?: (plan: MemoryPlan) => void;  /** Called as weights are read at load time, with bytes read so far and bytes to read in all. */
+  onProgress?: (loaded: number, total: number) => void;
 }
 
 /** Growth of the process after planning (JIT code, V8 heap, thread stacks), kept out of the expert cache. */
 const RUNTIME_MARGIN = 24 << 20;
+
+/** File bytes the loader reads before the model can run: dense weights, and the experts when all are resident. */
+function bytesLoadedAtStart(file: GgufFile, config: SmallThinkerConfig, allResident: boolean): number {
+  const names = ["output_norm.weight", config.tiedOutput ? "token_embd.weight" : "output.weight"];
+  const perLayer = ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate_inp", ...(allResident ? ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"] : [])];
+  for (let l = 0; l < config.layers; l++) names.push(...perLayer.map((name) => `blk.${l}.${name}.weight`));
+  return names.reduce((sum, name) => sum + tensorByteLength(file.tensor(name)), 0);
+}
 
 /** Opens a SmallThinker GGUF and loads it within the memory budget. */
 export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOptions = {}): SmallThinkerModel {
@@ -60,7 +70,10 @@ export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOp
     const arena = kernels.createArena();
     const staging = { arena, ptr: arena.alloc(STAGING_BYTES, 4096), bytes: STAGING_BYTES };
     direct = new DirectFile(path);
-    const loader = new WeightLoader(direct, kernels, staging);
+    const total = bytesLoadedAtStart(file, config, plan.allResident);
+    let loaded = 0;
+    const onProgress = options.onProgress;
+    const loader = new WeightLoader(direct, kernels, staging, onProgress && ((bytes) => onProgress((loaded += bytes), total)));
     const dense = SmallThinkerModel.loadDenseWeights(file, config, loader, arena);
     const geometry = { layers: config.layers, experts: config.experts, hidden: config.hidden, ffn: config.expertFfn, downLayout: config.downLayout };
     const model = new SmallThinkerModel(file, config, kernels, dense, (arenas, headroom) =>
@@ -76,6 +89,7 @@ export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOp
           }),
       arena, runtime, plan,
     );
+    onProgress?.(total, total);
     return model;
   } catch (error) {
     file.close();

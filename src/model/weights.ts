@@ -17,6 +17,8 @@ export class WeightLoader {
     private readonly file: DirectFile,
     private readonly kernels: Kernels,
     readonly staging: { arena: Arena; ptr: Ptr; bytes: number },
+    /** Told the file bytes of each read, for load progress. */
+    private readonly onRead: (bytes: number) => void = () => {},
   ) {}
 
   /** Packed bytes of a matrix, for planning. */
@@ -37,6 +39,7 @@ export class WeightLoader {
         throw new Error(`weights: ${info.name} slice of ${rows * rowBytes} bytes exceeds the ${capacity}-byte staging area`);
       }
       const src = this.file.read(arena, staging.ptr, info.offset + start, rows * rowBytes);
+      this.onRead(rows * rowBytes);
       this.kernels.pack(arena, kind, type, rows, cols, src, dst, layout);
       return;
     }
@@ -44,6 +47,7 @@ export class WeightLoader {
     for (let r = 0; r < rows; r += chunkRows) {
       const count = Math.min(chunkRows, rows - r);
       const src = this.file.read(arena, staging.ptr, info.offset + start + r * rowBytes, count * rowBytes);
+      this.onRead(count * rowBytes);
       const offset = this.kernels.packedBytes(kind, type, r, cols, layout);
       this.kernels.pack(arena, kind, type, count, cols, src, dst + offset, layout);
     }
@@ -64,6 +68,7 @@ export class WeightLoader {
     const ptr = arena.alloc(bytes);
     const staging = this.stagingIn(arena);
     const src = this.file.read(arena, staging.ptr, info.offset, bytes);
+    this.onRead(bytes);
     arena.bytes.copyWithin(ptr, src, src + bytes);
     return ptr;
   }

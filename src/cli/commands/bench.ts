@@ -1,11 +1,10 @@
 import { statSync, writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { ActivityReport, formatActivity, measureActivity } from "../../engine/activity.js";
 import { loadModel } from "../../engine/model.js";
 import { BenchJob, EngineMeasurement, summarize } from "../../bench/measure.js";
 import { runBenchChild } from "../../bench/spawn.js";
-import { UsageError, formatBytes, parseCommand, parseInteger, parseSizeOption } from "../args.js";
-import { demoModelPath } from "../demo.js";
+import { CommandError, UsageError, formatBytes, helpHint, parseCommand, parseInteger, parseSizeOption } from "../args.js";
+import { resolveModelPath } from "../open-model.js";
 
 export const BENCH_HELP = `smallthinker bench [-m FILE] [options]
 
@@ -13,20 +12,36 @@ Measures smallthinker and llama.cpp (node-llama-cpp's prebuilt CPU build) on the
 run: prompt processing (prefill) and generation (decode) speed, at each thread count, each engine
 in its own process (so peak memory is its own); then the model's routing skew and ReGLU sparsity.
 
-  -m, --model FILE      SmallThinker GGUF (default: the demo model)
+  -m, --model M         SmallThinker GGUF, or hf:OWNER/NAME[:QUANT] (default: the demo model)
   --prompt-tokens N     prompt length (default 512)
   --gen-tokens N        tokens generated after it (default 128)
   --threads LIST        thread counts, comma-separated (default 1,2)
   --reps N              repetitions per measurement (default 5); medians are reported
-  --engines LIST        smallthinker,llama.cpp (default both)
+  --engines LIST        smallthinker,llama.cpp (default both; llama.cpp needs node-llama-cpp
+                        installed beside smallthinker)
   --memory SIZE         memory budget for smallthinker (default: everything resident)
   --json FILE           also write the results as JSON
-  --stats-tokens N      tokens for the routing/sparsity measurement (default 512, 0 = skip)`;
+  --stats-tokens N      tokens for the routing/sparsity measurement (default 512, 0 = skip)
+  -h, --help            this help`;
 
 async function runChild(job: BenchJob): Promise<EngineMeasurement> {
   const outcome = await runBenchChild(job);
-  if ("failure" in outcome) throw new Error(`${job.engine} (${job.threads} threads) failed: ${outcome.failure}`);
+  if ("failure" in outcome) throw new CommandError(`smallthinker bench: ${job.engine} (${job.threads} threads) failed: ${outcome.failure}`);
   return outcome.measurement;
+}
+
+/**
+ * llama.cpp is measured through node-llama-cpp, a development dependency: an installed package
+ * has it only if the user added it. Said before any measuring, rather than as a child's stack trace.
+ */
+function requireNodeLlamaCpp(): void {
+  try {
+    import.meta.resolve("node-llama-cpp");
+  } catch {
+    throw new CommandError(
+      "smallthinker bench: llama.cpp is measured through node-llama-cpp, which is not installed here; install it (npm install node-llama-cpp) or measure smallthinker alone with --engines smallthinker",
+    );
+  }
 }
 
 function cell(values: number[]): string {
@@ -62,24 +77,19 @@ export function formatBench(results: EngineMeasurement[], header: string, fileBy
   return rows.join("\n");
 }
 
+export const BENCH_OPTIONS = {
+  model: { type: "string", short: "m" }, "prompt-tokens": { type: "string" }, "gen-tokens": { type: "string" },
+  threads: { type: "string" }, reps: { type: "string" }, engines: { type: "string" }, memory: { type: "string" },
+  json: { type: "string" }, "stats-tokens": { type: "string" }, help: { type: "boolean", short: "h" },
+} as const;
+
 export async function benchCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseCommand("bench", () =>
-    parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        model: { type: "string", short: "m" }, "prompt-tokens": { type: "string" }, "gen-tokens": { type: "string" },
-        threads: { type: "string" }, reps: { type: "string" }, engines: { type: "string" }, memory: { type: "string" },
-        json: { type: "string" }, "stats-tokens": { type: "string" }, help: { type: "boolean", short: "h" },
-      },
-    }),
-  );
+  const { values, positionals } = parseCommand("bench", { args: argv, allowPositionals: true, options: BENCH_OPTIONS });
   if (values.help) {
     console.log(BENCH_HELP);
     return;
   }
-  if (positionals.length > 0) throw new UsageError(`smallthinker bench: unexpected argument "${positionals[0]}"`);
-  const model = values.model ?? demoModelPath((line) => console.error(line));
+  if (positionals.length > 0) throw new UsageError(`smallthinker bench: unexpected argument "${positionals[0]}"\n${helpHint("bench")}`);
   const promptTokens = parseInteger(values["prompt-tokens"], "--prompt-tokens", 1, 1 << 16) ?? 512;
   const genTokens = parseInteger(values["gen-tokens"], "--gen-tokens", 1, 1 << 16) ?? 128;
   const reps = parseInteger(values.reps, "--reps", 1, 1000) ?? 5;
@@ -88,6 +98,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const engines = (values.engines ?? "smallthinker,llama.cpp").split(",").map((e) => e.trim());
   for (const engine of engines) if (engine !== "smallthinker" && engine !== "llama.cpp") throw new UsageError(`--engines: unknown engine "${engine}"`);
   const memory = values.memory === undefined ? undefined : parseSizeOption(values.memory, "--memory");
+  if (engines.includes("llama.cpp")) requireNodeLlamaCpp();
+  const model = await resolveModelPath(values.model, (line) => console.error(line));
 
   const probe = await loadModel(model, { kernels: "reference", contextSize: 64 });
   const vocab = probe.config.vocabSize;

@@ -1,10 +1,9 @@
 import { closeSync, openSync, writeFileSync, writeSync } from "node:fs";
-import { parseArgs } from "node:util";
-import { UsageError, parseCommand } from "../args.js";
+import { UsageError, helpHint, parseCommand } from "../args.js";
 import { MODEL_HELP, MODEL_OPTIONS, loadOptions } from "../model-options.js";
 import { openModel } from "./run.js";
 
-export const LOGITS_HELP = `smallthinker logits -m FILE (--tokens IDS | --prompt TEXT) --out PREFIX
+export const LOGITS_HELP = `smallthinker logits [-m MODEL] (--tokens IDS | --prompt TEXT) --out PREFIX
 
 Evaluates the tokens from an empty context and writes every position's logits:
   PREFIX.f32   raw little-endian float32, [positions][vocabulary]
@@ -12,7 +11,8 @@ Evaluates the tokens from an empty context and writes every position's logits:
 
   --tokens IDS          comma-separated token ids
   --prompt TEXT         text to tokenize instead (special tokens parsed)
-  --out PREFIX          output path prefix (required)
+  -o, --out PREFIX      output path prefix (required)
+  -h, --help            this help
 
 ${MODEL_HELP}`;
 
@@ -25,15 +25,15 @@ export function parseTokenList(text: string, vocab: number): number[] {
   });
 }
 
+export const LOGITS_OPTIONS = { ...MODEL_OPTIONS, tokens: { type: "string" }, prompt: { type: "string" }, out: { type: "string", short: "o" }, help: { type: "boolean", short: "h" } } as const;
+
 export async function logitsCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseCommand("logits", () =>
-    parseArgs({ args: argv, allowPositionals: true, options: { ...MODEL_OPTIONS, tokens: { type: "string" }, prompt: { type: "string" }, out: { type: "string", short: "o" }, help: { type: "boolean", short: "h" } } }),
-  );
+  const { values, positionals } = parseCommand("logits", { args: argv, allowPositionals: true, options: LOGITS_OPTIONS });
   if (values.help) {
     console.log(LOGITS_HELP);
     return;
   }
-  if (positionals.length > 0) throw new UsageError(`smallthinker logits: unexpected argument "${positionals[0]}"`);
+  if (positionals.length > 0) throw new UsageError(`smallthinker logits: unexpected argument "${positionals[0]}"\n${helpHint("logits")}`);
   if (!values.out) throw new UsageError(`smallthinker logits: --out PREFIX is required\n\n${LOGITS_HELP}`);
   if ((values.tokens === undefined) === (values.prompt === undefined)) throw new UsageError("smallthinker logits: give exactly one of --tokens and --prompt");
   const options = loadOptions(values);

@@ -1,34 +1,38 @@
-import { parseArgs } from "node:util";
-import { formatPlan, loadModel, Model } from "../../engine/model.js";
 import { GenerationResult } from "../../engine/generation.js";
-import { UsageError, parseCommand } from "../args.js";
-import { demoModelPath } from "../demo.js";
+import { UsageError, helpHint, parseCommand } from "../args.js";
 import { MODEL_HELP, MODEL_OPTIONS, SAMPLING_HELP, SAMPLING_OPTIONS, loadOptions, samplingOptions } from "../model-options.js";
+import { openModel, quiet, warn } from "../open-model.js";
+import { DEFAULT_PROMPT, readPrompt } from "../prompt.js";
 
-export const RUN_HELP = `smallthinker run [-m FILE] [-p PROMPT] [options]
+export const RUN_OPTIONS = {
+  ...MODEL_OPTIONS,
+  ...SAMPLING_OPTIONS,
+  prompt: { type: "string", short: "p" },
+  file: { type: "string", short: "f" },
+  chat: { type: "boolean" },
+  system: { type: "string" },
+  json: { type: "boolean" },
+  quiet: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
 
-Streams a completion of PROMPT. With no model, runs the built-in demo model (random weights).
+export const RUN_HELP = `smallthinker run [-m MODEL] [-p PROMPT | -f FILE] [options]
 
-  -p, --prompt TEXT     the prompt (default "Once upon a time")
+Streams a completion of the prompt. With no model, runs the built-in demo model (random weights).
+
+  -p, --prompt TEXT     the prompt; "-" reads it from standard input
+  -f, --file FILE       read the prompt from FILE ("-": standard input)
+                        (neither: piped standard input, else "${DEFAULT_PROMPT}")
   --chat                wrap the prompt as a user message in the model's chat template
   --system TEXT         system message (with --chat)
+  --json                print the result as one JSON object (text, token counts, timings,
+                        finish reason) instead of streaming the text
   --quiet               print only the generated text
+  -h, --help            this help
 
 ${MODEL_HELP}
 
 ${SAMPLING_HELP}`;
-
-/** Opens the model a command asked for, or the demo model with a plain warning. */
-export async function openModel(path: string | undefined, options: ReturnType<typeof loadOptions>, log: (line: string) => void): Promise<Model> {
-  const resolved = path ?? demoModelPath(log);
-  const model = await loadModel(resolved, { ...options, onPlan: options.memory !== undefined ? (plan) => log(formatPlan(plan)) : undefined });
-  if (model.info.synthetic) {
-    log(`Model ${resolved}: RANDOM WEIGHTS (a synthetic SmallThinker-architecture model, not trained) — its text is meaningless.`);
-  }
-  const c = model.config;
-  log(`${c.layers} layers, hidden ${c.hidden}, ${c.experts} experts (top-${c.expertsUsed}), vocabulary ${c.vocabSize}; kernels ${model.kernels.name} × ${model.kernels.threads} threads; context ${model.contextSize}`);
-  return model;
-}
 
 export function describeResult(result: GenerationResult): string {
   const { timings } = result;
@@ -42,26 +46,27 @@ export function describeResult(result: GenerationResult): string {
 }
 
 export async function runCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseCommand("run", () =>
-    parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, prompt: { type: "string", short: "p" }, chat: { type: "boolean" }, system: { type: "string" }, quiet: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-    }),
-  );
+  const { values, positionals } = parseCommand("run", { args: argv, allowPositionals: true, options: RUN_OPTIONS });
   if (values.help) {
     console.log(RUN_HELP);
     return;
   }
-  if (positionals.length > 0) throw new UsageError(`smallthinker run: unexpected argument "${positionals[0]}" (use -p for the prompt)\n\n${RUN_HELP}`);
-  const log = values.quiet ? () => {} : (line: string) => console.error(line);
+  if (positionals.length > 0) throw new UsageError(`smallthinker run: unexpected argument "${positionals[0]}" (the prompt goes after -p)\n${helpHint("run")}`);
+  const log = values.quiet || values.json ? quiet : (line: string) => console.error(line);
   const { maxTokens, stop, ...sampling } = samplingOptions(values);
-  const model = await openModel(values.model, loadOptions(values), log);
+  const load = loadOptions(values);
+  if (values.system !== undefined && !values.chat) warn("--system has no effect without --chat");
+  const prompt = await readPrompt(values);
+  const model = await openModel(values.model, load, log);
   try {
-    const prompt = values.prompt ?? "Once upon a time";
     const generation = values.chat
-      ? model.chat([...(values.system ? [{ role: "system" as const, content: values.system }] : []), { role: "user", content: prompt }], { ...sampling, maxTokens, stop })
+      ? model.chat([...(values.system !== undefined ? [{ role: "system" as const, content: values.system }] : []), { role: "user", content: prompt }], { ...sampling, maxTokens, stop })
       : model.generate(prompt, { ...sampling, maxTokens, stop });
+    if (values.json) {
+      const result = await generation.complete();
+      console.log(JSON.stringify({ model: model.path, prompt, ...result }));
+      return;
+    }
     if (!values.chat) process.stdout.write(prompt);
     for await (const piece of generation) process.stdout.write(piece);
     process.stdout.write("\n");
@@ -70,3 +75,6 @@ export async function runCommand(argv: string[]): Promise<void> {
     await model.close();
   }
 }
+
+// serve, stats and logits open their model through here
+export { openModel } from "../open-model.js";

@@ -3,7 +3,6 @@ import { ModelShape, PAPER_SKEW, PAPER_SPARSITY, PRESETS, RoutingSkew, presetNam
 import { synthesize } from "../../synth/generate.js";
 import { UsageError, formatBytes, parseCommand, parseInteger, parseNumber } from "../args.js";
 import { statSync } from "node:fs";
-import { parseArgs } from "node:util";
 
 export const SYNTH_HELP = `smallthinker synth --out FILE [options]
 
@@ -19,7 +18,8 @@ Writes a SmallThinker-architecture GGUF with seeded random weights (not a traine
 Shape overrides (default from the preset):
   --layers --hidden --heads --kv-heads --head-dim --experts --experts-used --expert-ffn --context N
   --rope-base X  --rms-eps X  --window N|none  --gating sigmoid|softmax|absent  --tied | --untied
-  --down-layout upstream|transposed  --vocab qwen2|MERGES`;
+  --down-layout upstream|transposed  --vocab qwen2|MERGES
+  -h, --help            this help`;
 
 const TYPES: Record<string, GgmlType> = { F32: GgmlType.F32, F16: GgmlType.F16, BF16: GgmlType.BF16, Q8_0: GgmlType.Q8_0, Q4_0: GgmlType.Q4_0 };
 
@@ -39,16 +39,18 @@ export function parseSparsity(text: string | undefined): number | null {
   return parseNumber(text, "--sparsity", 0.01, 0.99)!;
 }
 
+export const SYNTH_OPTIONS = {
+  out: { type: "string" }, preset: { type: "string" }, type: { type: "string" }, seed: { type: "string" },
+  skew: { type: "string" }, sparsity: { type: "string" },
+  layers: { type: "string" }, hidden: { type: "string" }, heads: { type: "string" }, "kv-heads": { type: "string" },
+  "head-dim": { type: "string" }, experts: { type: "string" }, "experts-used": { type: "string" }, "expert-ffn": { type: "string" },
+  context: { type: "string" }, "rope-base": { type: "string" }, "rms-eps": { type: "string" }, window: { type: "string" },
+  gating: { type: "string" }, tied: { type: "boolean" }, untied: { type: "boolean" }, "down-layout": { type: "string" },
+  vocab: { type: "string" }, help: { type: "boolean", short: "h" },
+  } as const;
+
 export async function synthCommand(argv: string[]): Promise<void> {
-  const { values } = parseCommand("synth", () => parseArgs({ args: argv, allowPositionals: false, options: {
-    out: { type: "string" }, preset: { type: "string" }, type: { type: "string" }, seed: { type: "string" },
-    skew: { type: "string" }, sparsity: { type: "string" },
-    layers: { type: "string" }, hidden: { type: "string" }, heads: { type: "string" }, "kv-heads": { type: "string" },
-    "head-dim": { type: "string" }, experts: { type: "string" }, "experts-used": { type: "string" }, "expert-ffn": { type: "string" },
-    context: { type: "string" }, "rope-base": { type: "string" }, "rms-eps": { type: "string" }, window: { type: "string" },
-    gating: { type: "string" }, tied: { type: "boolean" }, untied: { type: "boolean" }, "down-layout": { type: "string" },
-    vocab: { type: "string" }, help: { type: "boolean" },
-  } }));
+  const { values } = parseCommand("synth", { args: argv, allowPositionals: false, options: SYNTH_OPTIONS });
   if (values.help) {
     console.log(SYNTH_HELP);
     return;
