@@ -9,7 +9,8 @@
 import { q8_1RowBytes, q8kRowBytes, q8RowBytes, quantizeBlocks, quantizeBlocks1, quantizeBlocksK, roundToBf16, roundToF16 } from "./activations";
 import { activationFormat, blockDownRows, blockGatheredRows, blockMatmul, blockValues, isBlockFormat } from "./blocks";
 import { floatGatheredRows, floatMatmul } from "./floats";
-import { activationRow, quantGatheredRows, quantMatmul, touchGatheredRows } from "./quantized";
+import { MATRIX_BLOCK, MATRIX_Q4K, MATRIX_QUANT, activationRow, matrixKindOf, quantGatheredRows, quantMatmul, touchGatheredRows } from "./quantized";
+import { q4kGatheredRows, q4kMatmul } from "./q4k";
 import { Q4_0, Q8_0 } from "./types";
 import { CHUNK_BLOCKS, CHUNK_NEURONS, expertDown } from "./down";
 
@@ -49,14 +50,12 @@ export function expertTokenBytes(ffn: i32): usize {
   return (pairsOffset(ffn) + (<usize>(ffn >> 5) << 6) + 63) & ~63;
 }
 
-@inline function isQuant(type: i32): bool {
-  return type == Q4_0 || type == Q8_0;
-}
-
 function matmul(type: i32, w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
   y: usize, yStride: usize, r0: i32, r1: i32, scratch: usize): void {
-  if (isQuant(type)) quantMatmul(type, w, cols, rows, x, xStride, xIndex, n, y, yStride, r0 >> 2, (r1 + 3) >> 2);
-  else if (isBlockFormat(type)) blockMatmul(type, w, cols, x, xStride, xIndex, n, y, yStride, 0, r0, r1, scratch);
+  const kind = matrixKindOf(type);
+  if (kind == MATRIX_QUANT) quantMatmul(type, w, cols, rows, x, xStride, xIndex, n, y, yStride, r0 >> 2, (r1 + 3) >> 2);
+  else if (kind == MATRIX_Q4K) q4kMatmul(w, cols, rows, x, xStride, xIndex, n, y, yStride, 0, r0 >> 2, (r1 + 3) >> 2);
+  else if (kind == MATRIX_BLOCK) blockMatmul(type, w, cols, x, xStride, xIndex, n, y, yStride, 0, r0, r1, scratch);
   else floatMatmul(type, w, cols, rows, x, xStride, xIndex, n, y, yStride, r0, r1);
 }
 
@@ -81,10 +80,13 @@ export function expertGateUp(type: i32, gate: usize, up: usize, hidden: i32, ffn
     if (sparse) {
       memory.fill(h + (<usize>n0 << 2), 0, <usize>(n1 - n0) << 2);
       const xj = activationRow(x, xStride, xRows, j);
-      if (isQuant(type)) {
+      const kind = matrixKindOf(type);
+      if (kind == MATRIX_QUANT) {
         if (j == 0) v128.store(touchSink, v128.or(v128.load(touchSink), touchGatheredRows(type, up, hidden, list, count)));
         quantGatheredRows(type, up, hidden, list, count, xj, h);
-      } else if (isBlockFormat(type)) {
+      } else if (kind == MATRIX_Q4K) {
+        q4kGatheredRows(up, hidden, list, count, xj, h);
+      } else if (kind == MATRIX_BLOCK) {
         blockGatheredRows(type, up, hidden, list, count, xj, h, work);
       } else {
         floatGatheredRows(type, up, hidden, list, count, xj, h);

@@ -13,14 +13,23 @@
 
 import { q8Bias, q8I16, q8Scales } from "./activations";
 import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
-import { Q4, Q4_0, Q8, Q8_0, typeNumber } from "./types";
+import { Q4, Q4_0, Q4_K, Q8, Q8_0, typeNumber } from "./types";
 import { floatMatmul } from "./floats";
-import { blockMatmul } from "./blocks";
+import { blockMatmul, isBlockFormat } from "./blocks";
+import { q4kMatmul } from "./q4k";
 
 /** How a matrix is laid out and multiplied (numbered as MatrixKind in src/kernels/wasm/layout.ts). */
 export const MATRIX_FLOAT: i32 = 0;
 export const MATRIX_QUANT: i32 = 1; // Q4_0/Q8_0 in 4-row groups
 export const MATRIX_BLOCK: i32 = 2; // block formats in the file's layout (blocks.ts)
+export const MATRIX_Q4K: i32 = 3; // Q4_K in Q4_0's four-row groups (q4k.ts)
+
+/** How the kernels hold a matrix (not an expert's down) of `type`. */
+export function matrixKindOf(type: i32): i32 {
+  if (type == Q4_0 || type == Q8_0) return MATRIX_QUANT;
+  if (type == Q4_K) return MATRIX_Q4K;
+  return isBlockFormat(type) ? MATRIX_BLOCK : MATRIX_FLOAT;
+}
 
 
 @inline function rowBlockBytes(type: i32): usize {
@@ -28,11 +37,11 @@ export const MATRIX_BLOCK: i32 = 2; // block formats in the file's layout (block
 }
 
 /** Offset of block b of a group's row 0 in its value region (row k is 64·k further). */
-@inline function blockOffset(type: i32, b: i32): usize {
+@inline export function blockOffset(type: i32, b: i32): usize {
   return type == Q4_0 ? (<usize>(b >> 2) << 8) | (<usize>(b & 3) << 4) : (<usize>(b >> 1) << 8) | (<usize>(b & 1) << 5);
 }
 
-@inline function valueRegionBytes(type: i32, nb: i32): usize {
+@inline export function valueRegionBytes(type: i32, nb: i32): usize {
   return <usize>(type == Q4_0 ? (nb + 3) >> 2 : (nb + 1) >> 1) << 8;
 }
 
@@ -46,7 +55,7 @@ export function groupBytes(type: i32, nb: i32): usize {
 }
 
 /** Σ q·x over one block for four Q4_0 rows (nibbles unsigned; the -8 comes later). */
-@inline function q4Sums(p0: usize, p1: usize, p2: usize, p3: usize, x8: usize, x16: usize, mask: v128): v128 {
+@inline export function q4Sums(p0: usize, p1: usize, p2: usize, p3: usize, x8: usize, x16: usize, mask: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const xl = v128.load(x8);
     const xh = v128.load(x8, 16);
@@ -388,6 +397,7 @@ export function matmulPiece(table: usize, count: i32, n: i32, piece: i32, scratc
   const end = start + base + (unit < extra ? 1 : 0);
   if (start >= end) return;
   if (kind == MATRIX_QUANT) quantMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, start, end);
+  else if (kind == MATRIX_Q4K) q4kMatmul(w, cols, rows, x, xStride, 0, n, y, yStride, 0, start, end);
   else if (kind == MATRIX_BLOCK) blockMatmul(type, w, cols, x, xStride, 0, n, y, yStride, 0, start << 2, min<i32>(rows, end << 2), scratch);
   else floatMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, start << 2, min<i32>(rows, end << 2));
 }

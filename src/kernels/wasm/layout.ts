@@ -45,6 +45,9 @@ export function partialBytes(group: number, headDim: number): number {
   return 4 * group * (headDim + 2);
 }
 
+/** Bytes of a Q4_K group's scales per superblock (assembly/q4k.ts). */
+const Q4K_META_BYTES = 80;
+
 /** Row-blocks of a type per 64-byte line of a packed 4-row group (see assembly/quantized.ts). */
 const BLOCKS_PER_LINE: Partial<Record<GgmlType, number>> = { [GgmlType.Q4_0]: 4, [GgmlType.Q8_0]: 2 };
 const FLOAT_TYPES = new Set([GgmlType.F32, GgmlType.F16, GgmlType.BF16]);
@@ -57,10 +60,12 @@ const BLOCK_TYPES = new Set([
 ]);
 
 /** How the kernels lay out and multiply a matrix (numbered as MATRIX_* in assembly/quantized.ts). */
-export const MatrixKind = { Float: 0, Quant: 1, Block: 2 } as const;
+export const MatrixKind = { Float: 0, Quant: 1, Block: 2, Q4K: 3 } as const;
 
+/** How the kernels hold a matrix (not an expert's down) of `type` (as matrixKindOf in assembly/quantized.ts). */
 export function matrixKind(type: GgmlType): number {
   if (type === GgmlType.Q4_0 || type === GgmlType.Q8_0) return MatrixKind.Quant;
+  if (type === GgmlType.Q4_K) return MatrixKind.Q4K;
   if (BLOCK_TYPES.has(type)) return MatrixKind.Block;
   return MatrixKind.Float;
 }
@@ -69,8 +74,9 @@ export function isQuant(type: GgmlType): boolean {
   return matrixKind(type) === MatrixKind.Quant;
 }
 
+/** Whether `type` is one of the block formats (decoded to the canonical block in its down product and dequantization). */
 export function isBlock(type: GgmlType): boolean {
-  return matrixKind(type) === MatrixKind.Block;
+  return BLOCK_TYPES.has(type);
 }
 
 export function checkType(type: GgmlType, cols: number): void {
@@ -82,7 +88,8 @@ export function checkType(type: GgmlType, cols: number): void {
 /**
  * Packed sizes. Q4_0/Q8_0 matrices group rows by four (so a matrix packed 64 rows at a time is the
  * same as packed whole): per group the f16 scales, then the values in whole 64-byte lines (the file's
- * size when a row is a whole number of lines). Every other packing keeps the file's size.
+ * size when a row is a whole number of lines). Q4_K matrices take the same groups, with 80 bytes of
+ * scales per superblock (see assembly/q4k.ts). Every other packing keeps the file's size.
  */
 export function packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols: number, layout?: DownLayout): number {
   checkType(type, cols);
@@ -90,6 +97,10 @@ export function packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols
   if (kind === "matrix" && perLine !== undefined) {
     const blocks = cols / 32;
     return Math.ceil(rows / 4) * (8 * blocks + 256 * Math.ceil(blocks / perLine));
+  }
+  if (kind === "matrix" && type === GgmlType.Q4_K) {
+    const blocks = cols / 32;
+    return Math.ceil(rows / 4) * ((cols / 256) * Q4K_META_BYTES + 256 * Math.ceil(blocks / 4));
   }
   if (kind === "expert-down" && layout === "upstream" && rows % 32 !== 0) {
     throw new Error(`wasm kernels: expert down with ${rows} hidden rows (a multiple of 32 is needed)`);

@@ -1,0 +1,176 @@
+// Q4_K matrices packed as Q4_0's four-row groups (quantized.ts), so that its nibble products serve:
+// each 32-value sub-block becomes a 16-byte block of nibbles (value i in the low nibble of byte i,
+// value i + 16 in the high), in Q4_0's 64-byte lines. Per superblock, a group also holds
+//   [4 × f16 d] [4 × f16 dmin] [8 sub-blocks × 4 rows u8 scale] [8 × 4 u8 min]   (80 bytes)
+// before its values. The product is the reference's: per superblock isum = Σ_j sc_j·Σ q·x and
+// msum = Σ_j m_j·(Σ x over sub-block j) exactly, then fround(fround(d·isum) − fround(dmin·msum))
+// with d, dmin the scales times the activation's; rows are lanes.
+
+import { q8I16, q8kScales, q8kSums } from "./activations";
+import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite } from "./simd";
+import { activationRow, blockOffset, q4Sums, storeLanes, valueRegionBytes } from "./quantized";
+import { Q4_0 } from "./types";
+
+const META_BYTES: usize = 80;
+
+export function q4kGroupBytes(cols: i32): usize {
+  return <usize>(cols >> 8) * META_BYTES + valueRegionBytes(Q4_0, cols >> 5);
+}
+
+/** Packs `rows` GGUF Q4_K rows at src into four-row groups at dst. */
+export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const nsb = cols >> 8;
+  const nb = cols >> 5;
+  const bytes = q4kGroupBytes(cols);
+  const groups = (rows + 3) >> 2;
+  if ((rows & 3) != 0 || nb % 4 != 0) memory.fill(dst, 0, <usize>groups * bytes);
+  const values = <usize>nsb * META_BYTES;
+  const mask = i8x16.splat(0x0f);
+  for (let row = 0; row < rows; row++) {
+    const group = dst + <usize>(row >> 2) * bytes;
+    const lane = <usize>(row & 3);
+    for (let sb = 0; sb < nsb; sb++) {
+      const block = src + (<usize>row * <usize>nsb + <usize>sb) * 144;
+      const meta = group + <usize>sb * META_BYTES;
+      store<u16>(meta + (lane << 1), load<u16>(block));
+      store<u16>(meta + 8 + (lane << 1), load<u16>(block, 2));
+      for (let j = 0; j < 8; j++) {
+        const q = block + 4;
+        let sc: i32, m: i32;
+        if (j < 4) {
+          sc = <i32>load<u8>(q + <usize>j) & 63;
+          m = <i32>load<u8>(q + <usize>j + 4) & 63;
+        } else {
+          sc = (<i32>load<u8>(q + <usize>j + 4) & 0xf) | ((<i32>load<u8>(q + <usize>j - 4) >> 6) << 4);
+          m = (<i32>load<u8>(q + <usize>j + 4) >> 4) | ((<i32>load<u8>(q + <usize>j) >> 6) << 4);
+        }
+        store<u8>(meta + 16 + (<usize>j << 2) + lane, <u8>sc);
+        store<u8>(meta + 48 + (<usize>j << 2) + lane, <u8>m);
+      }
+      // Sub-block 2k is the low nibbles of the file's 32 bytes k, sub-block 2k + 1 their high ones.
+      for (let k = 0; k < 4; k++) {
+        const w0 = v128.load(block + 16 + (<usize>k << 5));
+        const w1 = v128.load(block + 16 + (<usize>k << 5), 16);
+        const l0 = v128.and(w0, mask);
+        const l1 = v128.and(w1, mask);
+        const h0 = v128.and(i16x8.shr_u(w0, 4), mask);
+        const h1 = v128.and(i16x8.shr_u(w1, 4), mask);
+        const b0 = sb * 8 + 2 * k;
+        v128.store(group + values + blockOffset(Q4_0, b0) + (lane << 6), v128.or(l0, i16x8.shl(l1, 4)));
+        v128.store(group + values + blockOffset(Q4_0, b0 + 1) + (lane << 6), v128.or(h0, i16x8.shl(h1, 4)));
+      }
+    }
+  }
+}
+
+/** Four rows' u8 values at p (one per row) as i32x4. */
+@inline function bytes4(p: usize): v128 {
+  return i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p)));
+}
+
+/**
+ * Four rows · one q8_k activation row. p0..p3: each row's first value line; m0..m3: its group's
+ * first metadata, l0..l3 its lane there; `gathered`: rows from different groups (metadata loaded lane
+ * by lane) rather than the four rows of group m0.
+ */
+@inline function q4kRows4(nsb: i32, p0: usize, p1: usize, p2: usize, p3: usize, m0: usize, m1: usize, m2: usize, m3: usize,
+  l0: usize, l1: usize, l2: usize, l3: usize, gathered: bool, x: usize, cols: i32): v128 {
+  const mask = constant(NIBBLE_MASK);
+  const signEm = constant(F16_SIGN_EM);
+  const pow2_112 = constant(POW2_112);
+  const x16 = q8I16(x, cols);
+  const dxs = q8kScales(x, cols);
+  const sums = q8kSums(x, cols);
+  let acc = f32x4.splat(0);
+  for (let sb = 0; sb < nsb; sb++) {
+    let isum = i32x4.splat(0);
+    let msum = i32x4.splat(0);
+    const bs = sums + (<usize>sb << 6);
+    for (let j = 0; j < 8; j++) {
+      const b = (sb << 3) + j;
+      const s = q4Sums(p0, p1, p2, p3, x + (<usize>b << 5), x16 + (<usize>b << 6), mask);
+      const o = 16 + (<usize>j << 2);
+      let sc: v128, m: v128;
+      if (gathered) {
+        sc = i32x4(<i32>load<u8>(m0 + o + l0), <i32>load<u8>(m1 + o + l1), <i32>load<u8>(m2 + o + l2), <i32>load<u8>(m3 + o + l3));
+        m = i32x4(<i32>load<u8>(m0 + o + 32 + l0), <i32>load<u8>(m1 + o + 32 + l1), <i32>load<u8>(m2 + o + 32 + l2), <i32>load<u8>(m3 + o + 32 + l3));
+      } else {
+        sc = bytes4(m0 + o);
+        m = bytes4(m0 + o + 32);
+      }
+      isum = i32x4.add(isum, i32x4.mul(s, sc));
+      msum = i32x4.add(msum, i32x4.mul(m, i32x4.splat(load<i32>(bs + (<usize>j << 3)) + load<i32>(bs + (<usize>j << 3), 4))));
+      const step: usize = (j & 3) == 3 ? 256 - 3 * 16 : 16;
+      p0 += step;
+      p1 += step;
+      p2 += step;
+      p3 += step;
+    }
+    let hd: v128, hm: v128;
+    if (gathered) {
+      hd = i32x4(<i32>load<i16>(m0 + (l0 << 1)), <i32>load<i16>(m1 + (l1 << 1)), <i32>load<i16>(m2 + (l2 << 1)), <i32>load<i16>(m3 + (l3 << 1)));
+      hm = i32x4(<i32>load<i16>(m0 + (l0 << 1), 8), <i32>load<i16>(m1 + (l1 << 1), 8), <i32>load<i16>(m2 + (l2 << 1), 8), <i32>load<i16>(m3 + (l3 << 1), 8));
+    } else {
+      hd = v128.load16x4_s(m0);
+      hm = v128.load16x4_s(m0 + 8);
+    }
+    const dx = v128.load32_splat(dxs + (<usize>sb << 2));
+    const d = f32x4.mul(halvesToF32Finite(hd, signEm, pow2_112), dx);
+    const dmin = f32x4.mul(halvesToF32Finite(hm, signEm, pow2_112), dx);
+    acc = f32x4.add(acc, f32x4.sub(f32x4.mul(d, f32x4.convert_i32x4_s(isum)), f32x4.mul(dmin, f32x4.convert_i32x4_s(msum))));
+    m0 += META_BYTES;
+    m1 += META_BYTES;
+    m2 += META_BYTES;
+    m3 += META_BYTES;
+  }
+  return acc;
+}
+
+/**
+ * y[t][r] = W[r]·x[t] for the rows of groups [g0, g1) and all n activation rows, a chunk of groups
+ * (about 128 KiB of weights, which stays in L2) at a time.
+ */
+export function q4kMatmul(w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
+  y: usize, yStride: usize, yIndex: usize, g0: i32, g1: i32): void {
+  const nsb = cols >> 8;
+  const group = q4kGroupBytes(cols);
+  const chunk = max<i32>(1, <i32>((<usize>131072) / group));
+  const values = <usize>nsb * META_BYTES;
+  for (let c = g0; c < g1; c += chunk) {
+    const cEnd = min<i32>(c + chunk, g1);
+    for (let t = 0; t < n; t++) {
+      const xt = activationRow(x, xStride, xIndex, t);
+      const yt = activationRow(y, yStride, yIndex, t);
+      for (let g = c; g < cEnd; g++) {
+        const base = w + <usize>g * group;
+        const v = base + values;
+        storeLanes(yt + (<usize>g << 4), q4kRows4(nsb, v, v + 64, v + 128, v + 192, base, 0, 0, 0, 0, 0, 0, 0, false, xt, cols), rows - (g << 2));
+      }
+    }
+  }
+}
+
+/** out[i] = W[i]·x for the `count` rows i listed (i32) at `list`, gathered four at a time. */
+export function q4kGatheredRows(w: usize, cols: i32, list: usize, count: i32, x: usize, out: usize): void {
+  const nsb = cols >> 8;
+  const group = q4kGroupBytes(cols);
+  const values = <usize>nsb * META_BYTES;
+  for (let k = 0; k < count; k += 4) {
+    const i0 = load<i32>(list + (<usize>k << 2));
+    const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
+    const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
+    const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
+    const g0 = w + <usize>(i0 >> 2) * group;
+    const g1 = w + <usize>(i1 >> 2) * group;
+    const g2 = w + <usize>(i2 >> 2) * group;
+    const g3 = w + <usize>(i3 >> 2) * group;
+    const acc = q4kRows4(nsb,
+      g0 + values + (<usize>(i0 & 3) << 6), g1 + values + (<usize>(i1 & 3) << 6),
+      g2 + values + (<usize>(i2 & 3) << 6), g3 + values + (<usize>(i3 & 3) << 6),
+      g0, g1, g2, g3, <usize>(i0 & 3), <usize>(i1 & 3), <usize>(i2 & 3), <usize>(i3 & 3), true, x, cols);
+    store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
+    if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
+    if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
+    if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+  }
+}
