@@ -6,14 +6,16 @@ import { blockBytes, blockValues, isBlockFormat } from "./blocks";
 import { packDownQuant, transposeFloat } from "./down";
 import { elementBytes } from "./floats";
 import { packQuantMatrix } from "./quantized";
-import { Q4_0, Q4_K, Q8_0 } from "./types";
+import { Q4_0, Q4_K, Q6_K, Q8_0 } from "./types";
 import { packQ4K } from "./q4k";
+import { packQ6K } from "./q6k";
 
 export { initConstants } from "./simd";
 export { matmulPiece, quantMatmul, quantGatheredRows } from "./quantized";
 export { floatMatmul, floatGatheredRows } from "./floats";
 export { blockMatmul } from "./blocks";
-export { q4kMatmul, q4kGroupBytes } from "./q4k";
+export { q4kMatmul } from "./q4k";
+export { q6kMatmul } from "./q6k";
 export { chunkCount, expertChunks, expertReduce, expertRows, expertTokenBytes } from "./expert";
 export { attendBlock, attendChunks, foldStored } from "./attention";
 export { add, dequantizeRows, moeCombine, rmsNorm, rope, storeKv } from "./elementwise";
@@ -58,6 +60,7 @@ function fileBytes(type: i32, rows: i32, cols: i32): usize {
 export function packMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i32): void {
   if (type == Q4_0 || type == Q8_0) packQuantMatrix(type, src, dst, rows, cols);
   else if (type == Q4_K) packQ4K(src, dst, rows, cols);
+  else if (type == Q6_K) packQ6K(src, dst, rows, cols);
   else memory.copy(dst, src, fileBytes(type, rows, cols));
 }
 

@@ -89,7 +89,7 @@ export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
     for (let j = 0; j < 8; j++) {
       const b = (sb << 3) + j;
       const s = q4Sums(p0, p1, p2, p3, x + (<usize>b << 5), x16 + (<usize>b << 6), mask);
-      const o = 16 + (<usize>j << 2);
+      const o: usize = 16 + (<usize>j << 2);
       let sc: v128, m: v128;
       if (gathered) {
         sc = i32x4(<i32>load<u8>(m0 + o + l0), <i32>load<u8>(m1 + o + l1), <i32>load<u8>(m2 + o + l2), <i32>load<u8>(m3 + o + l3));

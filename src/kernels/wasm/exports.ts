@@ -15,7 +15,8 @@ export interface KernelExports {
     y: number, yStride: number, yIndex: number, r0: number, r1: number, scratch: number): void;
   q4kMatmul(w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, yIndex: number, g0: number, g1: number): void;
-  q4kGroupBytes(cols: number): number;
+  q6kMatmul(w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
+    y: number, yStride: number, yIndex: number, g0: number, g1: number): void;
   floatMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, r0: number, r1: number): void;
   expertTokenBytes(ffn: number): number;

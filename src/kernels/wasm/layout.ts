@@ -60,12 +60,13 @@ const BLOCK_TYPES = new Set([
 ]);
 
 /** How the kernels lay out and multiply a matrix (numbered as MATRIX_* in assembly/quantized.ts). */
-export const MatrixKind = { Float: 0, Quant: 1, Block: 2, Q4K: 3 } as const;
+export const MatrixKind = { Float: 0, Quant: 1, Block: 2, Q4K: 3, Q6K: 4 } as const;
 
 /** How the kernels hold a matrix (not an expert's down) of `type` (as matrixKindOf in assembly/quantized.ts). */
 export function matrixKind(type: GgmlType): number {
   if (type === GgmlType.Q4_0 || type === GgmlType.Q8_0) return MatrixKind.Quant;
   if (type === GgmlType.Q4_K) return MatrixKind.Q4K;
+  if (type === GgmlType.Q6_K) return MatrixKind.Q6K;
   if (BLOCK_TYPES.has(type)) return MatrixKind.Block;
   return MatrixKind.Float;
 }
@@ -102,6 +103,8 @@ export function packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols
     const blocks = cols / 32;
     return Math.ceil(rows / 4) * ((cols / 256) * Q4K_META_BYTES + 256 * Math.ceil(blocks / 4));
   }
+  // Q6_K's groups hold the file's bytes, rearranged (assembly/q6k.ts).
+  if (kind === "matrix" && type === GgmlType.Q6_K) return Math.ceil(rows / 4) * 4 * ggmlRowBytes(type, cols);
   if (kind === "expert-down" && layout === "upstream" && rows % 32 !== 0) {
     throw new Error(`wasm kernels: expert down with ${rows} hidden rows (a multiple of 32 is needed)`);
   }

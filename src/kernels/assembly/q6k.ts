@@ -1,0 +1,172 @@
+// Q6_K matrices in four-row groups, the file's 210 bytes per row and superblock rearranged so that a
+// 32-value sub-block's 6-bit values come out of two loads with byte-wise shifts and masks:
+//   [4 × f16 d] [16 groups × 4 rows i8 scale]                          (72 bytes)
+//   [8 sub-blocks × 4 rows × 16 bytes: low nibbles, value i in the low nibble of byte i, i + 16 high]
+//   [4 sub-block pairs × 4 rows × 16 bytes: high 2 bits, byte i holding values i, i + 16 of the
+//    pair's first sub-block in bits 0-1, 2-3 and of its second in bits 4-5, 6-7]
+// per superblock. Values are unsigned (0…63); the −32 is taken off through the activations' sums
+// per 16 values. The product is the reference's: isum = Σ_g sc_g·Σ (q − 32)·x exactly per superblock,
+// then fround(fround(dx·d)·f32(isum)), rows as lanes.
+
+import { q8I16, q8kScales, q8kSums } from "./activations";
+import { F16_SIGN_EM, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
+import { activationRow, storeLanes } from "./quantized";
+
+const META_BYTES: usize = 72;
+const SUPERBLOCK_BYTES: usize = META_BYTES + 512 + 256;
+
+export function q6kGroupBytes(cols: i32): usize {
+  return <usize>(cols >> 8) * SUPERBLOCK_BYTES;
+}
+
+/** Packs `rows` GGUF Q6_K rows at src into four-row groups at dst. */
+export function packQ6K(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const nsb = cols >> 8;
+  const bytes = q6kGroupBytes(cols);
+  const groups = (rows + 3) >> 2;
+  // Bits are or-ed in, and missing rows of a last group must read as zeros.
+  memory.fill(dst, 0, <usize>groups * bytes);
+  for (let row = 0; row < rows; row++) {
+    const group = dst + <usize>(row >> 2) * bytes;
+    const lane = <usize>(row & 3);
+    for (let sb = 0; sb < nsb; sb++) {
+      const block = src + (<usize>row * <usize>nsb + <usize>sb) * 210;
+      const base = group + <usize>sb * SUPERBLOCK_BYTES;
+      store<u16>(base + (lane << 1), load<u16>(block, 208));
+      for (let g = 0; g < 16; g++) store<i8>(base + 8 + (<usize>g << 2) + lane, load<i8>(block + 192 + <usize>g));
+      for (let v = 0; v < 256; v++) {
+        // The file: half h of 128 values, quarter k of 32 in it, l within the quarter.
+        const h = v >> 7;
+        const k = (v >> 5) & 3;
+        const l = v & 31;
+        const ql = <i32>load<u8>(block + <usize>(h * 64 + l + (k & 1) * 32));
+        const qh = <i32>load<u8>(block + 128 + <usize>(h * 32 + l));
+        const nibble = (k >> 1) ? ql >> 4 : ql & 0xf;
+        const high = (qh >> (2 * k)) & 3;
+        const s = v >> 5;
+        const i = v & 31;
+        const nib = base + META_BYTES + (<usize>s << 6) + (lane << 4) + <usize>(i & 15);
+        store<u8>(nib, <u8>(load<u8>(nib) | (nibble << ((i >> 4) << 2))));
+        const hi = base + META_BYTES + 512 + (<usize>(s >> 1) << 6) + (lane << 4) + <usize>(i & 15);
+        store<u8>(hi, <u8>(load<u8>(hi) | (high << (((s & 1) << 2) + ((i >> 4) << 1)))));
+      }
+    }
+  }
+}
+
+/**
+ * One row's i32x4 partial sums of Σ_g sc_g·Σ q·x over a superblock (q unsigned, without the −32):
+ * nib, high: the row's first nibble and high-bit vectors; scales: its first scale (4 bytes apart).
+ */
+@inline function rowPartials(nib: usize, high: usize, scales: usize, x: usize, x16: usize): v128 {
+  const mask = i8x16.splat(0x0f);
+  const three = i8x16.splat(0x03);
+  const twelve = i8x16.splat(0x0c);
+  const top = i8x16.splat(0x30);
+  let acc = i32x4.splat(0);
+  for (let s = 0; s < 8; s++) {
+    const w = v128.load(nib + (<usize>s << 6));
+    const hb = v128.load(high + (<usize>(s >> 1) << 6));
+    let hLo: v128, hHi: v128;
+    if ((s & 1) == 0) {
+      hLo = i8x16.shl(v128.and(hb, three), 4);
+      hHi = i8x16.shl(v128.and(hb, twelve), 2);
+    } else {
+      hLo = v128.and(hb, top);
+      hHi = v128.and(i8x16.shr_u(hb, 2), top);
+    }
+    const qLo = v128.or(v128.and(w, mask), hLo);
+    const qHi = v128.or(v128.and(i16x8.shr_u(w, 4), mask), hHi);
+    const sLo = i32x4.splat(<i32>load<i8>(scales + (<usize>(2 * s) << 2)));
+    const sHi = i32x4.splat(<i32>load<i8>(scales + (<usize>(2 * s + 1) << 2)));
+    let pLo: v128, pHi: v128;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      const xb = x + (<usize>s << 5);
+      pLo = i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xb), qLo));
+      pHi = i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xb, 16), qHi));
+    } else {
+      const xw = x16 + (<usize>s << 6);
+      pLo = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(qLo), v128.load(xw)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(qLo), v128.load(xw, 16)));
+      pHi = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(qHi), v128.load(xw, 32)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(qHi), v128.load(xw, 48)));
+    }
+    acc = i32x4.add(acc, i32x4.add(i32x4.mul(pLo, sLo), i32x4.mul(pHi, sHi)));
+  }
+  return acc;
+}
+
+/** One row's Σ_g sc_g·32·bsum_g (the −32 of every value), as i32x4 partials. */
+@inline function rowBias(scales: usize, bsums: usize): v128 {
+  const sc = i32x4(<i32>load<i8>(scales), <i32>load<i8>(scales, 4), <i32>load<i8>(scales, 8), <i32>load<i8>(scales, 12));
+  let acc = i32x4.mul(sc, v128.load(bsums));
+  for (let q: usize = 1; q < 4; q++) {
+    const s = i32x4(<i32>load<i8>(scales + (q << 4)), <i32>load<i8>(scales + (q << 4), 4), <i32>load<i8>(scales + (q << 4), 8), <i32>load<i8>(scales + (q << 4), 12));
+    acc = i32x4.add(acc, i32x4.mul(s, v128.load(bsums + (q << 4))));
+  }
+  return i32x4.shl(acc, 5);
+}
+
+/**
+ * Four rows · one q8_k activation row. b0..b3: each row's group superblock base; l0..l3: its lane.
+ * Rows of one group pass the same base four times with lanes 0…3.
+ */
+@inline function q6kRows4(nsb: i32, b0: usize, b1: usize, b2: usize, b3: usize, l0: usize, l1: usize, l2: usize, l3: usize,
+  x: usize, cols: i32): v128 {
+  const signEm = constant(F16_SIGN_EM);
+  const pow2_112 = constant(POW2_112);
+  const x16 = q8I16(x, cols);
+  const dxs = q8kScales(x, cols);
+  const sums = q8kSums(x, cols);
+  let acc = f32x4.splat(0);
+  for (let sb = 0; sb < nsb; sb++) {
+    const o = <usize>sb * SUPERBLOCK_BYTES;
+    const xs = x + (<usize>sb << 8);
+    const xw = x16 + (<usize>sb << 9);
+    const bs = sums + (<usize>sb << 6);
+    const r0 = i32x4.sub(rowPartials(b0 + o + META_BYTES + (l0 << 4), b0 + o + META_BYTES + 512 + (l0 << 4), b0 + o + 8 + l0, xs, xw), rowBias(b0 + o + 8 + l0, bs));
+    const r1 = i32x4.sub(rowPartials(b1 + o + META_BYTES + (l1 << 4), b1 + o + META_BYTES + 512 + (l1 << 4), b1 + o + 8 + l1, xs, xw), rowBias(b1 + o + 8 + l1, bs));
+    const r2 = i32x4.sub(rowPartials(b2 + o + META_BYTES + (l2 << 4), b2 + o + META_BYTES + 512 + (l2 << 4), b2 + o + 8 + l2, xs, xw), rowBias(b2 + o + 8 + l2, bs));
+    const r3 = i32x4.sub(rowPartials(b3 + o + META_BYTES + (l3 << 4), b3 + o + META_BYTES + 512 + (l3 << 4), b3 + o + 8 + l3, xs, xw), rowBias(b3 + o + 8 + l3, bs));
+    const isum = transposeSum(r0, r1, r2, r3);
+    const hd = i32x4(<i32>load<i16>(b0 + o + (l0 << 1)), <i32>load<i16>(b1 + o + (l1 << 1)), <i32>load<i16>(b2 + o + (l2 << 1)), <i32>load<i16>(b3 + o + (l3 << 1)));
+    const d = f32x4.mul(v128.load32_splat(dxs + (<usize>sb << 2)), halvesToF32Finite(hd, signEm, pow2_112));
+    acc = f32x4.add(acc, f32x4.mul(d, f32x4.convert_i32x4_s(isum)));
+  }
+  return acc;
+}
+
+/** y[t][r] = W[r]·x[t] for the rows of groups [g0, g1) and all n activation rows. */
+export function q6kMatmul(w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
+  y: usize, yStride: usize, yIndex: usize, g0: i32, g1: i32): void {
+  const nsb = cols >> 8;
+  const group = q6kGroupBytes(cols);
+  const chunk = max<i32>(1, <i32>((<usize>131072) / group));
+  for (let c = g0; c < g1; c += chunk) {
+    const cEnd = min<i32>(c + chunk, g1);
+    for (let t = 0; t < n; t++) {
+      const xt = activationRow(x, xStride, xIndex, t);
+      const yt = activationRow(y, yStride, yIndex, t);
+      for (let g = c; g < cEnd; g++) {
+        const base = w + <usize>g * group;
+        storeLanes(yt + (<usize>g << 4), q6kRows4(nsb, base, base, base, base, 0, 1, 2, 3, xt, cols), rows - (g << 2));
+      }
+    }
+  }
+}
+
+/** out[i] = W[i]·x for the `count` rows i listed (i32) at `list`, gathered four at a time. */
+export function q6kGatheredRows(w: usize, cols: i32, list: usize, count: i32, x: usize, out: usize): void {
+  const nsb = cols >> 8;
+  const group = q6kGroupBytes(cols);
+  for (let k = 0; k < count; k += 4) {
+    const i0 = load<i32>(list + (<usize>k << 2));
+    const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
+    const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
+    const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
+    const acc = q6kRows4(nsb, w + <usize>(i0 >> 2) * group, w + <usize>(i1 >> 2) * group, w + <usize>(i2 >> 2) * group, w + <usize>(i3 >> 2) * group,
+      <usize>(i0 & 3), <usize>(i1 & 3), <usize>(i2 & 3), <usize>(i3 & 3), x, cols);
+    store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
+    if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
+    if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
+    if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+  }
+}
