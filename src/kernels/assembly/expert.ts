@@ -9,9 +9,10 @@
 import { q8_1RowBytes, q8kRowBytes, q8RowBytes, quantizeBlocks, quantizeBlocks1, quantizeBlocksK, roundToBf16, roundToF16 } from "./activations";
 import { activationFormat, blockDownRows, blockGatheredRows, blockMatmul, blockValues, isBlockFormat } from "./blocks";
 import { floatGatheredRows, floatMatmul } from "./floats";
-import { MATRIX_BLOCK, MATRIX_Q4K, MATRIX_Q6K, MATRIX_QUANT, activationRow, matrixKindOf, quantGatheredRows, quantMatmul, touchGatheredRows } from "./quantized";
+import { MATRIX_BLOCK, MATRIX_IQ4XS, MATRIX_Q4K, MATRIX_Q6K, MATRIX_QUANT, activationRow, matrixKindOf, quantGatheredRows, quantMatmul, touchGatheredRows } from "./quantized";
 import { q4kGatheredRows, q4kMatmul } from "./q4k";
 import { q6kGatheredRows, q6kMatmul } from "./q6k";
+import { iq4xsGatheredRows, iq4xsMatmul } from "./iq4xs";
 import { Q4_0, Q8_0 } from "./types";
 import { CHUNK_BLOCKS, CHUNK_NEURONS, expertDown } from "./down";
 
@@ -57,6 +58,7 @@ function matmul(type: i32, w: usize, cols: i32, rows: i32, x: usize, xStride: us
   if (kind == MATRIX_QUANT) quantMatmul(type, w, cols, rows, x, xStride, xIndex, n, y, yStride, r0 >> 2, (r1 + 3) >> 2);
   else if (kind == MATRIX_Q4K) q4kMatmul(w, cols, rows, x, xStride, xIndex, n, y, yStride, 0, r0 >> 2, (r1 + 3) >> 2);
   else if (kind == MATRIX_Q6K) q6kMatmul(w, cols, rows, x, xStride, xIndex, n, y, yStride, 0, r0 >> 2, (r1 + 3) >> 2);
+  else if (kind == MATRIX_IQ4XS) iq4xsMatmul(w, cols, rows, x, xStride, xIndex, n, y, yStride, 0, r0 >> 2, (r1 + 3) >> 2);
   else if (kind == MATRIX_BLOCK) blockMatmul(type, w, cols, x, xStride, xIndex, n, y, yStride, 0, r0, r1, scratch);
   else floatMatmul(type, w, cols, rows, x, xStride, xIndex, n, y, yStride, r0, r1);
 }
@@ -90,6 +92,8 @@ export function expertGateUp(type: i32, gate: usize, up: usize, hidden: i32, ffn
         q4kGatheredRows(up, hidden, list, count, xj, h);
       } else if (kind == MATRIX_Q6K) {
         q6kGatheredRows(up, hidden, list, count, xj, h);
+      } else if (kind == MATRIX_IQ4XS) {
+        iq4xsGatheredRows(up, hidden, list, count, xj, h);
       } else if (kind == MATRIX_BLOCK) {
         blockGatheredRows(type, up, hidden, list, count, xj, h, work);
       } else {

@@ -6,7 +6,8 @@ import { blockBytes, blockValues, isBlockFormat } from "./blocks";
 import { packDownQuant, transposeFloat } from "./down";
 import { elementBytes } from "./floats";
 import { packQuantMatrix } from "./quantized";
-import { Q4_0, Q4_K, Q6_K, Q8_0 } from "./types";
+import { IQ4_XS, Q4_0, Q4_K, Q6_K, Q8_0 } from "./types";
+import { packIQ4XS } from "./iq4xs";
 import { packQ4K } from "./q4k";
 import { packQ6K } from "./q6k";
 
@@ -16,6 +17,7 @@ export { floatMatmul, floatGatheredRows } from "./floats";
 export { blockMatmul } from "./blocks";
 export { q4kMatmul } from "./q4k";
 export { q6kMatmul } from "./q6k";
+export { iq4xsMatmul } from "./iq4xs";
 export { chunkCount, expertChunks, expertReduce, expertRows, expertTokenBytes } from "./expert";
 export { attendBlock, attendChunks, foldStored } from "./attention";
 export { add, dequantizeRows, moeCombine, rmsNorm, rope, storeKv } from "./elementwise";
@@ -61,6 +63,7 @@ export function packMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i
   if (type == Q4_0 || type == Q8_0) packQuantMatrix(type, src, dst, rows, cols);
   else if (type == Q4_K) packQ4K(src, dst, rows, cols);
   else if (type == Q6_K) packQ6K(src, dst, rows, cols);
+  else if (type == IQ4_XS) packIQ4XS(src, dst, rows, cols);
   else memory.copy(dst, src, fileBytes(type, rows, cols));
 }
 

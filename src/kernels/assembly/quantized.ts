@@ -13,11 +13,12 @@
 
 import { q8Bias, q8I16, q8Scales } from "./activations";
 import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
-import { Q4, Q4_0, Q4_K, Q6_K, Q8, Q8_0, typeNumber } from "./types";
+import { IQ4_XS, Q4, Q4_0, Q4_K, Q6_K, Q8, Q8_0, typeNumber } from "./types";
 import { floatMatmul } from "./floats";
 import { blockMatmul, isBlockFormat } from "./blocks";
 import { q4kMatmul } from "./q4k";
 import { q6kMatmul } from "./q6k";
+import { iq4xsMatmul } from "./iq4xs";
 
 /** How a matrix is laid out and multiplied (numbered as MatrixKind in src/kernels/wasm/layout.ts). */
 export const MATRIX_FLOAT: i32 = 0;
@@ -25,12 +26,14 @@ export const MATRIX_QUANT: i32 = 1; // Q4_0/Q8_0 in 4-row groups
 export const MATRIX_BLOCK: i32 = 2; // block formats in the file's layout (blocks.ts)
 export const MATRIX_Q4K: i32 = 3; // Q4_K in Q4_0's four-row groups (q4k.ts)
 export const MATRIX_Q6K: i32 = 4; // Q6_K in four-row groups (q6k.ts)
+export const MATRIX_IQ4XS: i32 = 5; // IQ4_XS in Q4_0's four-row groups (iq4xs.ts)
 
 /** How the kernels hold a matrix (not an expert's down) of `type`. */
 export function matrixKindOf(type: i32): i32 {
   if (type == Q4_0 || type == Q8_0) return MATRIX_QUANT;
   if (type == Q4_K) return MATRIX_Q4K;
   if (type == Q6_K) return MATRIX_Q6K;
+  if (type == IQ4_XS) return MATRIX_IQ4XS;
   return isBlockFormat(type) ? MATRIX_BLOCK : MATRIX_FLOAT;
 }
 
@@ -402,6 +405,7 @@ export function matmulPiece(table: usize, count: i32, n: i32, piece: i32, scratc
   if (kind == MATRIX_QUANT) quantMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, start, end);
   else if (kind == MATRIX_Q4K) q4kMatmul(w, cols, rows, x, xStride, 0, n, y, yStride, 0, start, end);
   else if (kind == MATRIX_Q6K) q6kMatmul(w, cols, rows, x, xStride, 0, n, y, yStride, 0, start, end);
+  else if (kind == MATRIX_IQ4XS) iq4xsMatmul(w, cols, rows, x, xStride, 0, n, y, yStride, 0, start, end);
   else if (kind == MATRIX_BLOCK) blockMatmul(type, w, cols, x, xStride, 0, n, y, yStride, 0, start << 2, min<i32>(rows, end << 2), scratch);
   else floatMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, start << 2, min<i32>(rows, end << 2));
 }

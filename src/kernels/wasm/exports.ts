@@ -17,6 +17,8 @@ export interface KernelExports {
     y: number, yStride: number, yIndex: number, g0: number, g1: number): void;
   q6kMatmul(w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, yIndex: number, g0: number, g1: number): void;
+  iq4xsMatmul(w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
+    y: number, yStride: number, yIndex: number, g0: number, g1: number): void;
   floatMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, r0: number, r1: number): void;
   expertTokenBytes(ffn: number): number;

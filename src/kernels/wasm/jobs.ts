@@ -61,12 +61,14 @@ export function runUnit(context: JobContext, op: OpCode, a: JobArgs, unit: numbe
     }
     case Op.Matmul: {
       const [kind, type, w, cols, rows, x, xStride, n, y, yStride] = [a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!];
-      if (kind === MatrixKind.Quant || kind === MatrixKind.Q4K || kind === MatrixKind.Q6K) {
+      if (kind !== MatrixKind.Float && kind !== MatrixKind.Block) {
+        // Four-row groups.
         const [g0, g1] = share(Math.ceil(rows / 4), units, unit);
         if (g0 >= g1) return 0;
         if (kind === MatrixKind.Quant) k.quantMatmul(type, w, cols, rows, x, xStride, 0, n, y, yStride, g0, g1);
         else if (kind === MatrixKind.Q4K) k.q4kMatmul(w, cols, rows, x, xStride, 0, n, y, yStride, 0, g0, g1);
-        else k.q6kMatmul(w, cols, rows, x, xStride, 0, n, y, yStride, 0, g0, g1);
+        else if (kind === MatrixKind.Q6K) k.q6kMatmul(w, cols, rows, x, xStride, 0, n, y, yStride, 0, g0, g1);
+        else k.iq4xsMatmul(w, cols, rows, x, xStride, 0, n, y, yStride, 0, g0, g1);
         return 0;
       }
       const [r0, r1] = share(rows, units, unit, 4);

@@ -68,7 +68,7 @@ const DownKind = { Quant: 0, AsIs: 1, F16: 2, BF16: 3, Block: 4 } as const;
 
 /** Work of one multiply-add of a matrix kind, in Q4_0 multiply-adds (for cutting jobs). */
 function workPerValue(kind: number): number {
-  return kind === MatrixKind.Quant || kind === MatrixKind.Q4K ? 1 : kind === MatrixKind.Q6K ? 1.5 : kind === MatrixKind.Block ? 2 : 4;
+  return kind === MatrixKind.Quant || kind === MatrixKind.Q4K ? 1 : kind === MatrixKind.Q6K || kind === MatrixKind.IQ4XS ? 1.5 : kind === MatrixKind.Block ? 2 : 4;
 }
 
 /**

@@ -45,8 +45,9 @@ export function partialBytes(group: number, headDim: number): number {
   return 4 * group * (headDim + 2);
 }
 
-/** Bytes of a Q4_K group's scales per superblock (assembly/q4k.ts). */
+/** Bytes of a Q4_K or IQ4_XS group's scales per superblock (assembly/q4k.ts, iq4xs.ts). */
 const Q4K_META_BYTES = 80;
+const IQ4XS_META_BYTES = 40;
 
 /** Row-blocks of a type per 64-byte line of a packed 4-row group (see assembly/quantized.ts). */
 const BLOCKS_PER_LINE: Partial<Record<GgmlType, number>> = { [GgmlType.Q4_0]: 4, [GgmlType.Q8_0]: 2 };
@@ -60,13 +61,14 @@ const BLOCK_TYPES = new Set([
 ]);
 
 /** How the kernels lay out and multiply a matrix (numbered as MATRIX_* in assembly/quantized.ts). */
-export const MatrixKind = { Float: 0, Quant: 1, Block: 2, Q4K: 3, Q6K: 4 } as const;
+export const MatrixKind = { Float: 0, Quant: 1, Block: 2, Q4K: 3, Q6K: 4, IQ4XS: 5 } as const;
 
 /** How the kernels hold a matrix (not an expert's down) of `type` (as matrixKindOf in assembly/quantized.ts). */
 export function matrixKind(type: GgmlType): number {
   if (type === GgmlType.Q4_0 || type === GgmlType.Q8_0) return MatrixKind.Quant;
   if (type === GgmlType.Q4_K) return MatrixKind.Q4K;
   if (type === GgmlType.Q6_K) return MatrixKind.Q6K;
+  if (type === GgmlType.IQ4_XS) return MatrixKind.IQ4XS;
   if (BLOCK_TYPES.has(type)) return MatrixKind.Block;
   return MatrixKind.Float;
 }
@@ -102,6 +104,10 @@ export function packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols
   if (kind === "matrix" && type === GgmlType.Q4_K) {
     const blocks = cols / 32;
     return Math.ceil(rows / 4) * ((cols / 256) * Q4K_META_BYTES + 256 * Math.ceil(blocks / 4));
+  }
+  if (kind === "matrix" && type === GgmlType.IQ4_XS) {
+    const blocks = cols / 32;
+    return Math.ceil(rows / 4) * ((cols / 256) * IQ4XS_META_BYTES + 256 * Math.ceil(blocks / 4));
   }
   // Q6_K's groups hold the file's bytes, rearranged (assembly/q6k.ts).
   if (kind === "matrix" && type === GgmlType.Q6_K) return Math.ceil(rows / 4) * 4 * ggmlRowBytes(type, cols);
