@@ -286,7 +286,7 @@ test("hostile chat templates are stopped by the render limits, never by a crash"
     ["{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}", /built a string of more than \d+ characters/],
     ["{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", /nested deeper than \d+ levels/],
     ["{{" + "(".repeat(100000) + "1" + ")".repeat(100000) + "}}", /could not be parsed: Maximum call stack size exceeded/],
-    ["{{ messages | tojson(indent=100000000) }}", /failed to render: Invalid string length|built a string of more than/],
+    ["{{ messages | tojson(indent=100000000) }}", /an indent of 100000000 exceeds the limit of 256/],
     // the slow ones under tighter limits than the defaults, to keep the suite quick
     ["{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", /ran for more than 300 ms/, { milliseconds: 300 }],
     ["{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}", /built a list of more than 65536 items/, { length: 1 << 16 }],

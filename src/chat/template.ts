@@ -77,6 +77,7 @@ interface Environment {
 interface Interpreter {
   run(program: Program): RuntimeValue;
   evaluate(statement: unknown, environment: Environment): RuntimeValue;
+  evaluateArguments(args: unknown[], environment: Environment): [RuntimeValue[], Map<string, RuntimeValue>];
 }
 const Environment = JinjaEnvironment as unknown as new () => Environment;
 const Interpreter = JinjaInterpreter as unknown as new (environment: Environment) => Interpreter;
@@ -114,7 +115,23 @@ class BoundedInterpreter extends Interpreter {
       this.depth--;
     }
   }
+
+  /**
+   * `tojson(indent=…)` and `indent(width=…)` pad every line inside one built-in call, where the step
+   * and clock checks cannot reach: a huge indent would run for seconds before failing.
+   */
+  override evaluateArguments(args: unknown[], environment: Environment): [RuntimeValue[], Map<string, RuntimeValue>] {
+    const evaluated = super.evaluateArguments(args, environment);
+    for (const name of ["indent", "width"]) {
+      const value = evaluated[1].get(name)?.value;
+      if (typeof value === "number" && value > MAX_INDENT) throw new LimitExceeded(`an ${name} of ${value} exceeds the limit of ${MAX_INDENT}`);
+    }
+    return evaluated;
+  }
 }
+
+/** The widest indent a template may ask of tojson or indent (templates use 2 or 4). */
+const MAX_INDENT = 256;
 
 /** Python's range(), refusing to build more than `limit` items. */
 function boundedRange(limit: number) {
