@@ -29,7 +29,7 @@ import { activationRow } from "./quantized";
  * Transposes 16 rows of 16 bytes (row j at src + j·srcStride) into 16 columns of 16 bytes (column e
  * at dst + e·dstStride: byte j = row j's byte e), by interleaving bytes, then pairs, quads and halves.
  */
-@inline function transpose16(src: usize, srcStride: usize, dst: usize, dstStride: usize): void {
+@inline export function transpose16(src: usize, srcStride: usize, dst: usize, dstStride: usize): void {
   const r0 = v128.load(src);
   const r1 = v128.load(src + srcStride);
   const r2 = v128.load(src + 2 * srcStride);
@@ -99,7 +99,7 @@ import { activationRow } from "./quantized";
 }
 
 /** The 8-byte Q4_0 column chunk of 16 nibbles (rows 0-7 low, 8-15 high) from 16 row nibbles. */
-@inline function nibbleChunk(rows: v128): v128 {
+@inline export function nibbleChunk(rows: v128): v128 {
   return v128.or(rows, i16x8.shl(i64x2.shuffle(rows, rows, 1, 0), 4));
 }
 

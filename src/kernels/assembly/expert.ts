@@ -12,6 +12,7 @@ import { floatGatheredRows, floatMatmul } from "./floats";
 import { MATRIX_BLOCK, MATRIX_IQ4XS, MATRIX_Q4K, MATRIX_Q6K, MATRIX_QUANT, activationRow, matrixKindOf, quantGatheredRows, quantMatmul, touchGatheredRows } from "./quantized";
 import { q4kGatheredRows, q4kMatmul } from "./q4k";
 import { q6kGatheredRows, q6kMatmul } from "./q6k";
+import { downQ4K } from "./downq4k";
 import { iq4xsGatheredRows, iq4xsMatmul } from "./iq4xs";
 import { Q4_0, Q8_0 } from "./types";
 import { CHUNK_BLOCKS, CHUNK_NEURONS, expertDown } from "./down";
@@ -24,6 +25,7 @@ const DOWN_QUANT: i32 = 0; // q8 row and neuron pairs (Q4_0/Q8_0 in llama.cpp's 
 const DOWN_F16: i32 = 2; // rounded to f16 (F16, llama.cpp's orientation)
 const DOWN_BF16: i32 = 3; // rounded to bf16
 const DOWN_BLOCK: i32 = 4; // a row of the block format's activation format, once a unit's neurons are done
+const DOWN_Q4K: i32 = 5; // a q8_k row and neuron pairs, once a unit's neurons are done (Q4_K in llama.cpp's orientation)
 
 @inline export function hOffset(ffn: i32): usize {
   return <usize>ffn << 2;
@@ -119,9 +121,18 @@ function prepareForDown(token: usize, ffn: i32, downKind: i32, n0: i32, n1: i32,
   if (downKind == DOWN_F16) roundToF16(h + (<usize>n0 << 2), h + (<usize>n0 << 2), n1 - n0);
   else if (downKind == DOWN_BF16) roundToBf16(h + (<usize>n0 << 2), h + (<usize>n0 << 2), n1 - n0);
   if (downKind != DOWN_QUANT) return;
+  quantizeBlocks(h, ffn, token + hqOffset(ffn), n0 >> 5, n1 >> 5);
+  buildPairs(token, ffn, n0 >> 5, n1 >> 5, sparse);
+}
+
+/**
+ * The neuron pairs of 32-neuron blocks [b0, b1) of one token's quantized h (its i8 values at hq),
+ * for the neuron-major down products: each pair (i, j, qh_i, qh_j) one i32; only nonzero qh when
+ * `sparse`; an odd neuron pairs with itself at weight 0.
+ */
+function buildPairs(token: usize, ffn: i32, b0: i32, b1: i32, sparse: bool): void {
   const hq = token + hqOffset(ffn);
-  quantizeBlocks(h, ffn, hq, n0 >> 5, n1 >> 5);
-  for (let b = n0 >> 5; b < n1 >> 5; b++) {
+  for (let b = b0; b < b1; b++) {
     const pairs = token + pairsOffset(ffn) + (<usize>b << 6);
     let count = 0;
     let pending = -1;
@@ -137,7 +148,6 @@ function prepareForDown(token: usize, ffn: i32, downKind: i32, n0: i32, n1: i32,
       pending = -1;
     }
     if (pending >= 0) {
-      // An odd neuron pairs with itself at weight 0.
       store<i32>(pairs + (<usize>count << 2), (pending & 0xff) | ((pending & 0xff) << 8) | (pending & 0xff0000));
       count++;
     }
@@ -196,8 +206,12 @@ export function expertChunks(table: usize, task: i32, c0: i32, c1: i32, type: i3
       blockScratch(list, ffn));
   }
   // A block format's activation blocks may span several chunks: this unit's (whole blocks) are done.
-  if (downKind == DOWN_BLOCK) {
-    for (let j = 0; j < n; j++) prepareBlockDown(downType, tokens + <usize>j * tokenStride, ffn, n0, n1);
+  if (downKind == DOWN_BLOCK || downKind == DOWN_Q4K) {
+    for (let j = 0; j < n; j++) {
+      const token = tokens + <usize>j * tokenStride;
+      prepareBlockDown(downType, token, ffn, n0, n1);
+      if (downKind == DOWN_Q4K) buildPairs(token, ffn, n0 >> 5, n1 >> 5, sparse);
+    }
   }
   if (partials) {
     const chunks = chunkCount(ffn);
@@ -225,6 +239,11 @@ function prepareBlockDown(downType: i32, token: usize, ffn: i32, n0: i32, n1: i3
 export function expertRows(table: usize, task: i32, downType: i32, quantUpstream: bool, downKind: i32, hidden: i32, ffn: i32, scratch: usize,
   tokenStride: usize, out: usize, list: usize, r0: i32, r1: i32): void {
   const base = field(table, task, 6);
+  if (downKind == DOWN_Q4K) {
+    downQ4K(<usize>field(table, task, 2), hidden, ffn, field(table, task, 3), scratch + <usize>base * tokenStride, tokenStride,
+      out, <usize>field(table, task, 5), <usize>hidden << 2, r0, r1, blockScratch(list, ffn));
+    return;
+  }
   if (downKind == DOWN_BLOCK) {
     // llama.cpp's orientation: the dense product of the down rows with each token's prepared h.
     blockMatmul(downType, <usize>field(table, task, 2), ffn, scratch + <usize>base * tokenStride + hqOffset(ffn), tokenStride, 0,

@@ -9,6 +9,7 @@ import { packQuantMatrix } from "./quantized";
 import { IQ4_XS, Q4_0, Q4_K, Q6_K, Q8_0 } from "./types";
 import { packIQ4XS } from "./iq4xs";
 import { packQ4K } from "./q4k";
+import { packDownQ4K } from "./downq4k";
 import { packQ6K } from "./q6k";
 
 export { initConstants } from "./simd";
@@ -70,11 +71,13 @@ export function packMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i
 /**
  * Packs an expert's down matrix as the file holds it (`rows` × `cols`, see DownLayout): llama.cpp's
  * orientation becomes neuron-major (quantized) or one row per neuron (floats); PowerInfer's is
- * already one row per neuron. `scratch`: 256 bytes.
+ * already one row per neuron. `scratch`: 768 bytes.
  */
 export function packDown(type: i32, upstream: bool, src: usize, dst: usize, rows: i32, cols: i32, scratch: usize): void {
-  if (!upstream || isBlockFormat(type)) {
-    // Block formats keep the file's layout in both orientations (see blocks.ts).
+  if (upstream && type == Q4_K) {
+    packDownQ4K(src, dst, rows, cols, scratch);
+  } else if (!upstream || isBlockFormat(type)) {
+    // Other block formats keep the file's layout in both orientations (see blocks.ts).
     memory.copy(dst, src, fileBytes(type, rows, cols));
   } else if (type == Q4_0 || type == Q8_0) {
     packDownQuant(type, src, dst, rows, cols, scratch);

@@ -114,5 +114,7 @@ export function packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols
   if (kind === "expert-down" && layout === "upstream" && rows % 32 !== 0) {
     throw new Error(`wasm kernels: expert down with ${rows} hidden rows (a multiple of 32 is needed)`);
   }
+  // Neuron-major, 148 bytes per row and superblock (assembly/downq4k.ts).
+  if (kind === "expert-down" && layout === "upstream" && type === GgmlType.Q4_K) return rows * (cols / 256) * 148;
   return ggmlRowBytes(type, cols) * rows;
 }
