@@ -13,6 +13,7 @@ import { MATRIX_BLOCK, MATRIX_IQ4XS, MATRIX_Q4K, MATRIX_Q6K, MATRIX_QUANT, activ
 import { q4kGatheredRows, q4kMatmul } from "./q4k";
 import { q6kGatheredRows, q6kMatmul } from "./q6k";
 import { downQ4K } from "./downq4k";
+import { buildGroupPairs, downQ6K } from "./downq6k";
 import { iq4xsGatheredRows, iq4xsMatmul } from "./iq4xs";
 import { Q4_0, Q8_0 } from "./types";
 import { CHUNK_BLOCKS, CHUNK_NEURONS, expertDown } from "./down";
@@ -26,6 +27,7 @@ const DOWN_F16: i32 = 2; // rounded to f16 (F16, llama.cpp's orientation)
 const DOWN_BF16: i32 = 3; // rounded to bf16
 const DOWN_BLOCK: i32 = 4; // a row of the block format's activation format, once a unit's neurons are done
 const DOWN_Q4K: i32 = 5; // a q8_k row and neuron pairs, once a unit's neurons are done (Q4_K in llama.cpp's orientation)
+const DOWN_Q6K: i32 = 6; // a q8_k row and pairs within 16-neuron groups (Q6_K in llama.cpp's orientation)
 
 @inline export function hOffset(ffn: i32): usize {
   return <usize>ffn << 2;
@@ -206,11 +208,12 @@ export function expertChunks(table: usize, task: i32, c0: i32, c1: i32, type: i3
       blockScratch(list, ffn));
   }
   // A block format's activation blocks may span several chunks: this unit's (whole blocks) are done.
-  if (downKind == DOWN_BLOCK || downKind == DOWN_Q4K) {
+  if (downKind == DOWN_BLOCK || downKind == DOWN_Q4K || downKind == DOWN_Q6K) {
     for (let j = 0; j < n; j++) {
       const token = tokens + <usize>j * tokenStride;
       prepareBlockDown(downType, token, ffn, n0, n1);
       if (downKind == DOWN_Q4K) buildPairs(token, ffn, n0 >> 5, n1 >> 5, sparse);
+      else if (downKind == DOWN_Q6K) buildGroupPairs(token, ffn, n0 >> 5, n1 >> 5, sparse);
     }
   }
   if (partials) {
@@ -239,9 +242,13 @@ function prepareBlockDown(downType: i32, token: usize, ffn: i32, n0: i32, n1: i3
 export function expertRows(table: usize, task: i32, downType: i32, quantUpstream: bool, downKind: i32, hidden: i32, ffn: i32, scratch: usize,
   tokenStride: usize, out: usize, list: usize, r0: i32, r1: i32): void {
   const base = field(table, task, 6);
-  if (downKind == DOWN_Q4K) {
-    downQ4K(<usize>field(table, task, 2), hidden, ffn, field(table, task, 3), scratch + <usize>base * tokenStride, tokenStride,
-      out, <usize>field(table, task, 5), <usize>hidden << 2, r0, r1, blockScratch(list, ffn));
+  if (downKind == DOWN_Q4K || downKind == DOWN_Q6K) {
+    const down = <usize>field(table, task, 2);
+    const tokens = scratch + <usize>base * tokenStride;
+    const outRows = <usize>field(table, task, 5);
+    const n = field(table, task, 3);
+    if (downKind == DOWN_Q4K) downQ4K(down, hidden, ffn, n, tokens, tokenStride, out, outRows, <usize>hidden << 2, r0, r1, blockScratch(list, ffn));
+    else downQ6K(down, hidden, ffn, n, tokens, tokenStride, out, outRows, <usize>hidden << 2, r0, r1, blockScratch(list, ffn));
     return;
   }
   if (downKind == DOWN_BLOCK) {

@@ -10,6 +10,7 @@ import { IQ4_XS, Q4_0, Q4_K, Q6_K, Q8_0 } from "./types";
 import { packIQ4XS } from "./iq4xs";
 import { packQ4K } from "./q4k";
 import { packDownQ4K } from "./downq4k";
+import { packDownQ6K } from "./downq6k";
 import { packQ6K } from "./q6k";
 
 export { initConstants } from "./simd";
@@ -76,6 +77,8 @@ export function packMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i
 export function packDown(type: i32, upstream: bool, src: usize, dst: usize, rows: i32, cols: i32, scratch: usize): void {
   if (upstream && type == Q4_K) {
     packDownQ4K(src, dst, rows, cols, scratch);
+  } else if (upstream && type == Q6_K) {
+    packDownQ6K(src, dst, rows, cols, scratch);
   } else if (!upstream || isBlockFormat(type)) {
     // Other block formats keep the file's layout in both orientations (see blocks.ts).
     memory.copy(dst, src, fileBytes(type, rows, cols));

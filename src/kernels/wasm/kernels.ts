@@ -64,7 +64,7 @@ const TASK_BYTES = 32;
 const LIGHT_TOKENS = 8;
 
 /** Expert down preparation, numbered as in src/kernels/assembly/expert.ts. */
-const DownKind = { Quant: 0, AsIs: 1, F16: 2, BF16: 3, Block: 4, Q4K: 5 } as const;
+const DownKind = { Quant: 0, AsIs: 1, F16: 2, BF16: 3, Block: 4, Q4K: 5, Q6K: 6 } as const;
 
 /** Work of one multiply-add of a matrix kind, in Q4_0 multiply-adds (for cutting jobs). */
 function workPerValue(kind: number): number {
@@ -227,6 +227,7 @@ export class WasmKernels implements Kernels {
     const blockUpstream = down.layout === "upstream" && isBlock(down.type);
     const downKind = quantUpstream ? DownKind.Quant
       : blockUpstream && down.type === GgmlType.Q4_K ? DownKind.Q4K
+      : blockUpstream && down.type === GgmlType.Q6_K ? DownKind.Q6K
       : blockUpstream ? DownKind.Block
       : down.layout === "transposed" || down.type === GgmlType.F32 ? DownKind.AsIs
       : down.type === GgmlType.F16 ? DownKind.F16 : DownKind.BF16;
