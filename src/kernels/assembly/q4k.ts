@@ -8,7 +8,7 @@
 
 import { q8I16, q8kScales, q8kSums } from "./activations";
 import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite } from "./simd";
-import { activationRow, blockOffset, q4Sums, storeLanes, valueRegionBytes } from "./quantized";
+import { activationRow, blockOffset, i16Rows, q4Sums, storeLanes, valueRegionBytes } from "./quantized";
 import { Q4_0 } from "./types";
 
 const META_BYTES: usize = 80;
@@ -126,9 +126,94 @@ export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
   return acc;
 }
 
+/** Σ nibble·x of one 32-value sub-block for four rows (unpacked nibbles l/h), one activation row. */
+@inline function tileSums(xb: usize, l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128): v128 {
+  const xl = v128.load(xb);
+  const xh = v128.load(xb, 16);
+  return i16Rows(
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h0)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l1), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h1)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h2)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l3), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h3)));
+}
+
+/** msum of one superblock (lanes = the group's rows) for the activation row whose bsums are at bs. */
+@inline function minSums(meta: usize, bs: usize): v128 {
+  let msum = i32x4.splat(0);
+  for (let j = 0; j < 8; j++) {
+    msum = i32x4.add(msum, i32x4.mul(bytes4(meta + 48 + (<usize>j << 2)), i32x4.splat(load<i32>(bs + (<usize>j << 3)) + load<i32>(bs + (<usize>j << 3), 4))));
+  }
+  return msum;
+}
+
+/**
+ * The relaxed-SIMD Q4_K tile: one group times four activation rows, each sub-block's nibbles
+ * unpacked once for all four; the arithmetic per (row, token) is q4kRows4's.
+ */
+@inline function q4kTile4(nsb: i32, group: usize, x0: usize, x1: usize, x2: usize, x3: usize, cols: i32, y: usize, yStride: usize, valid: i32): void {
+  const mask = constant(NIBBLE_MASK);
+  const signEm = constant(F16_SIGN_EM);
+  const pow2_112 = constant(POW2_112);
+  const sums = q8kSums(0, cols);
+  const dxs = q8kScales(0, cols);
+  const values = group + <usize>nsb * META_BYTES;
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  for (let sb = 0; sb < nsb; sb++) {
+    const meta = group + <usize>sb * META_BYTES;
+    let i0 = i32x4.splat(0);
+    let i1 = i32x4.splat(0);
+    let i2 = i32x4.splat(0);
+    let i3 = i32x4.splat(0);
+    for (let j = 0; j < 8; j++) {
+      const b = (sb << 3) + j;
+      const q = values + blockOffset(Q4_0, b);
+      const w0 = v128.load(q);
+      const w1 = v128.load(q, 64);
+      const w2 = v128.load(q, 128);
+      const w3 = v128.load(q, 192);
+      const l0 = v128.and(w0, mask);
+      const h0 = v128.and(i16x8.shr_u(w0, 4), mask);
+      const l1 = v128.and(w1, mask);
+      const h1 = v128.and(i16x8.shr_u(w1, 4), mask);
+      const l2 = v128.and(w2, mask);
+      const h2 = v128.and(i16x8.shr_u(w2, 4), mask);
+      const l3 = v128.and(w3, mask);
+      const h3 = v128.and(i16x8.shr_u(w3, 4), mask);
+      const sc = bytes4(meta + 16 + (<usize>j << 2));
+      const xo = <usize>b << 5;
+      i0 = i32x4.add(i0, i32x4.mul(tileSums(x0 + xo, l0, h0, l1, h1, l2, h2, l3, h3), sc));
+      i1 = i32x4.add(i1, i32x4.mul(tileSums(x1 + xo, l0, h0, l1, h1, l2, h2, l3, h3), sc));
+      i2 = i32x4.add(i2, i32x4.mul(tileSums(x2 + xo, l0, h0, l1, h1, l2, h2, l3, h3), sc));
+      i3 = i32x4.add(i3, i32x4.mul(tileSums(x3 + xo, l0, h0, l1, h1, l2, h2, l3, h3), sc));
+    }
+    const d = halvesToF32Finite(v128.load16x4_s(meta), signEm, pow2_112);
+    const dmin = halvesToF32Finite(v128.load16x4_s(meta + 8), signEm, pow2_112);
+    const bo = <usize>sb << 6;
+    const so = <usize>sb << 2;
+    a0 = superblockStep(a0, d, dmin, x0 + dxs + so, i0, minSums(meta, x0 + sums + bo));
+    a1 = superblockStep(a1, d, dmin, x1 + dxs + so, i1, minSums(meta, x1 + sums + bo));
+    a2 = superblockStep(a2, d, dmin, x2 + dxs + so, i2, minSums(meta, x2 + sums + bo));
+    a3 = superblockStep(a3, d, dmin, x3 + dxs + so, i3, minSums(meta, x3 + sums + bo));
+  }
+  storeLanes(y, a0, valid);
+  storeLanes(y + yStride, a1, valid);
+  storeLanes(y + 2 * yStride, a2, valid);
+  storeLanes(y + 3 * yStride, a3, valid);
+}
+
+/** acc + fround(fround(d·dx)·isum) − fround(fround(dmin·dx)·msum), the activation's dx at p. */
+@inline function superblockStep(acc: v128, d: v128, dmin: v128, p: usize, isum: v128, msum: v128): v128 {
+  const dx = v128.load32_splat(p);
+  return f32x4.add(acc, f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(isum)), f32x4.mul(f32x4.mul(dmin, dx), f32x4.convert_i32x4_s(msum))));
+}
+
 /**
  * y[t][r] = W[r]·x[t] for the rows of groups [g0, g1) and all n activation rows, a chunk of groups
- * (about 128 KiB of weights, which stays in L2) at a time.
+ * (about 128 KiB of weights, which stays in L2) at a time; with relaxed SIMD four activation rows at
+ * a time.
  */
 export function q4kMatmul(w: usize, cols: i32, rows: i32, x: usize, xStride: usize, xIndex: usize, n: i32,
   y: usize, yStride: usize, yIndex: usize, g0: i32, g1: i32): void {
@@ -138,7 +223,19 @@ export function q4kMatmul(w: usize, cols: i32, rows: i32, x: usize, xStride: usi
   const values = <usize>nsb * META_BYTES;
   for (let c = g0; c < g1; c += chunk) {
     const cEnd = min<i32>(c + chunk, g1);
-    for (let t = 0; t < n; t++) {
+    let t = 0;
+    if (ASC_FEATURE_RELAXED_SIMD && yIndex == 0) {
+      for (; t + 4 <= n; t += 4) {
+        const x0 = activationRow(x, xStride, xIndex, t);
+        const x1 = activationRow(x, xStride, xIndex, t + 1);
+        const x2 = activationRow(x, xStride, xIndex, t + 2);
+        const x3 = activationRow(x, xStride, xIndex, t + 3);
+        for (let g = c; g < cEnd; g++) {
+          q4kTile4(nsb, w + <usize>g * group, x0, x1, x2, x3, cols, y + <usize>t * yStride + (<usize>g << 4), yStride, rows - (g << 2));
+        }
+      }
+    }
+    for (; t < n; t++) {
       const xt = activationRow(x, xStride, xIndex, t);
       const yt = activationRow(y, yStride, yIndex, t);
       for (let g = c; g < cEnd; g++) {

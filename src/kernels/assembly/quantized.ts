@@ -88,7 +88,7 @@ export function groupBytes(type: i32, nb: i32): usize {
  * Row totals of four i16x8 partial sums as i32x4. Each lane of a relaxed-dot sum is at most
  * 4·127·15 = 7620 in magnitude, so adding four stays within i16 before the widening pair-add.
  */
-@inline function i16Rows(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+@inline export function i16Rows(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   const a = i16x8.add(i32x4.shuffle(s0, s1, 0, 4, 1, 5), i32x4.shuffle(s0, s1, 2, 6, 3, 7));
   const b = i16x8.add(i32x4.shuffle(s2, s3, 0, 4, 1, 5), i32x4.shuffle(s2, s3, 2, 6, 3, 7));
   return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i64x2.shuffle(a, b, 0, 2), i64x2.shuffle(a, b, 1, 3)));
