@@ -14,6 +14,7 @@ import { F16_SIGN_EM, NIBBLE_MASK, PAIR_SHUFFLE, POW2_112, constant, halvesToF32
 import { hqOffset, pairCountsOffset, pairsOffset } from "./expert";
 import { activationRow } from "./quantized";
 import { nibbleChunk, transpose16 } from "./down";
+import { unpackQ6K } from "./q6k";
 
 @inline export function downQ6KSuperblockBytes(hidden: i32): usize {
   return <usize>hidden * 210;
@@ -21,7 +22,7 @@ import { nibbleChunk, transpose16 } from "./down";
 
 /**
  * Packs an upstream Q6_K down matrix (`hidden` rows × `ffn` columns, ffn a multiple of 256, hidden
- * of 32) neuron-major. `scratch`: 768 bytes.
+ * of 32) neuron-major. `scratch`: 4352 bytes.
  */
 export function packDownQ6K(src: usize, dst: usize, hidden: i32, ffn: i32, scratch: usize): void {
   const nsb = ffn >> 8;
@@ -40,36 +41,23 @@ export function packDownQ6K(src: usize, dst: usize, hidden: i32, ffn: i32, scrat
       store<u16>(out + (<usize>r << 1), load<u16>(block, 208));
       for (let g = 0; g < 16; g++) store<i8>(scales + (<usize>g * <usize>hidden) + <usize>r, load<i8>(block + 192 + <usize>g));
     }
-    // Sixteen rows at a time: each row's 256 six-bit values (file order, see q6k.ts) into scratch
-    // a 16-value run at a time, transposed, low nibbles packed as Q4_0's columns, high bits or-ed in.
+    // Sixteen rows at a time: their 256 six-bit values each into scratch, then 16 × 16 tiles
+    // transposed so a neuron's 16 values lie together: low nibbles as Q4_0's column chunk, high bits
+    // or-ed into the column's 8 bytes of its 32-row chunk (rows 0-15 in bits 0-3, 16-31 in 4-7).
+    const tile = scratch + 4096;
     for (let r = 0; r < hidden; r += 16) {
+      for (let k = 0; k < 16; k++) unpackQ6K(src + <usize>(r + k) * rowBytes + <usize>s * 210, scratch + (<usize>k << 8));
+      const shift: u32 = (r & 16) ? 4 : 0;
       for (let v0 = 0; v0 < 256; v0 += 16) {
-        for (let k = 0; k < 16; k++) {
-          const block = src + <usize>(r + k) * rowBytes + <usize>s * 210;
-          for (let e = 0; e < 16; e++) {
-            const v = v0 + e;
-            const h = v >> 7;
-            const q4 = (v >> 5) & 3;
-            const l = v & 31;
-            const ql = <i32>load<u8>(block + <usize>(h * 64 + l + (q4 & 1) * 32));
-            const qh = <i32>load<u8>(block + 128 + <usize>(h * 32 + l));
-            const q = ((q4 >> 1) ? ql >> 4 : ql & 0xf) | (((qh >> (2 * q4)) & 3) << 4);
-            store<u8>(scratch + (<usize>k << 4) + <usize>e, <u8>q);
-          }
-        }
-        transpose16(scratch, 16, scratch + 256, 16);
+        transpose16(scratch + <usize>v0, 256, tile, 16);
         for (let e = 0; e < 16; e++) {
-          const column = v128.load(scratch + 256 + (<usize>e << 4));
+          const column = v128.load(tile + (<usize>e << 4));
           const n = <usize>(v0 + e);
           v128.store64_lane(nibbles + n * nibbleBytes + (<usize>r >> 1), nibbleChunk(v128.and(column, i8x16.splat(0x0f))), 0);
-          // Rows r … r + 15 are rows 0-15 or 16-31 of their 32-row chunk: bit pairs 0-1/2-3 or 4-5/6-7.
-          const hb = highs + n * highBytes + (<usize>(r >> 5) << 3);
-          const shift = (r & 16) ? 4 : 0;
-          for (let k = 0; k < 16; k++) {
-            const bits = (<i32>load<u8>(scratch + 256 + (<usize>e << 4) + <usize>k) >> 4) & 3;
-            const at = hb + <usize>(k & 7);
-            store<u8>(at, <u8>(<i32>load<u8>(at) | (bits << (shift + ((k >> 3) << 1)))));
-          }
+          const h = i8x16.shr_u(column, 4);
+          const bits = v128.or(i8x16.shl(h, shift), i8x16.shl(i64x2.shuffle(h, h, 1, 0), shift + 2));
+          const at = highs + n * highBytes + (<usize>(r >> 5) << 3);
+          v128.store64_lane(at, v128.or(v128.load64_zero(at), bits), 0);
         }
       }
     }

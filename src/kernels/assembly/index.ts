@@ -60,11 +60,11 @@ function fileBytes(type: i32, rows: i32, cols: i32): usize {
   return <usize>rows * <usize>cols * elementBytes(type);
 }
 
-/** Packs `rows` GGUF rows at src into the kernels' matrix layout at dst. */
-export function packMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i32): void {
+/** Packs `rows` GGUF rows at src into the kernels' matrix layout at dst. `scratch`: 256 bytes. */
+export function packMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i32, scratch: usize): void {
   if (type == Q4_0 || type == Q8_0) packQuantMatrix(type, src, dst, rows, cols);
   else if (type == Q4_K) packQ4K(src, dst, rows, cols);
-  else if (type == Q6_K) packQ6K(src, dst, rows, cols);
+  else if (type == Q6_K) packQ6K(src, dst, rows, cols, scratch);
   else if (type == IQ4_XS) packIQ4XS(src, dst, rows, cols);
   else memory.copy(dst, src, fileBytes(type, rows, cols));
 }
@@ -72,7 +72,7 @@ export function packMatrix(type: i32, src: usize, dst: usize, rows: i32, cols: i
 /**
  * Packs an expert's down matrix as the file holds it (`rows` × `cols`, see DownLayout): llama.cpp's
  * orientation becomes neuron-major (quantized) or one row per neuron (floats); PowerInfer's is
- * already one row per neuron. `scratch`: 768 bytes.
+ * already one row per neuron. `scratch`: 4352 bytes.
  */
 export function packDown(type: i32, upstream: bool, src: usize, dst: usize, rows: i32, cols: i32, scratch: usize): void {
   if (upstream && type == Q4_K) {

@@ -19,13 +19,37 @@ export function q6kGroupBytes(cols: i32): usize {
   return <usize>(cols >> 8) * SUPERBLOCK_BYTES;
 }
 
-/** Packs `rows` GGUF Q6_K rows at src into four-row groups at dst. */
-export function packQ6K(src: usize, dst: usize, rows: i32, cols: i32): void {
+/**
+ * The 256 unsigned 6-bit values of the Q6_K superblock at `block`, in order, as bytes at `out`:
+ * each half of 128 values takes 64 low-nibble bytes and 32 high-bit bytes of the file.
+ */
+export function unpackQ6K(block: usize, out: usize): void {
+  const mask = i8x16.splat(0x0f);
+  const three = i8x16.splat(3);
+  for (let half = 0; half < 2; half++) {
+    const ql = block + (<usize>half << 6);
+    const qh = block + 128 + (<usize>half << 5);
+    const v = out + (<usize>half << 7);
+    for (let k: usize = 0; k < 32; k += 16) {
+      const l0 = v128.load(ql + k);
+      const l1 = v128.load(ql + k + 32);
+      const h = v128.load(qh + k);
+      v128.store(v + k, v128.or(v128.and(l0, mask), i8x16.shl(v128.and(h, three), 4)));
+      v128.store(v + k + 32, v128.or(v128.and(l1, mask), i8x16.shl(v128.and(i8x16.shr_u(h, 2), three), 4)));
+      v128.store(v + k + 64, v128.or(i8x16.shr_u(l0, 4), i8x16.shl(v128.and(i8x16.shr_u(h, 4), three), 4)));
+      v128.store(v + k + 96, v128.or(i8x16.shr_u(l1, 4), i8x16.shl(i8x16.shr_u(h, 6), 4)));
+    }
+  }
+}
+
+/** Packs `rows` GGUF Q6_K rows at src into four-row groups at dst. `scratch`: 256 bytes. */
+export function packQ6K(src: usize, dst: usize, rows: i32, cols: i32, scratch: usize): void {
   const nsb = cols >> 8;
   const bytes = q6kGroupBytes(cols);
   const groups = (rows + 3) >> 2;
-  // Bits are or-ed in, and missing rows of a last group must read as zeros.
-  memory.fill(dst, 0, <usize>groups * bytes);
+  // Missing rows of a last group must read as zeros.
+  if ((rows & 3) != 0) memory.fill(dst, 0, <usize>groups * bytes);
+  const mask = i8x16.splat(0x0f);
   for (let row = 0; row < rows; row++) {
     const group = dst + <usize>(row >> 2) * bytes;
     const lane = <usize>(row & 3);
@@ -34,21 +58,20 @@ export function packQ6K(src: usize, dst: usize, rows: i32, cols: i32): void {
       const base = group + <usize>sb * SUPERBLOCK_BYTES;
       store<u16>(base + (lane << 1), load<u16>(block, 208));
       for (let g = 0; g < 16; g++) store<i8>(base + 8 + (<usize>g << 2) + lane, load<i8>(block + 192 + <usize>g));
-      for (let v = 0; v < 256; v++) {
-        // The file: half h of 128 values, quarter k of 32 in it, l within the quarter.
-        const h = v >> 7;
-        const k = (v >> 5) & 3;
-        const l = v & 31;
-        const ql = <i32>load<u8>(block + <usize>(h * 64 + l + (k & 1) * 32));
-        const qh = <i32>load<u8>(block + 128 + <usize>(h * 32 + l));
-        const nibble = (k >> 1) ? ql >> 4 : ql & 0xf;
-        const high = (qh >> (2 * k)) & 3;
-        const s = v >> 5;
-        const i = v & 31;
-        const nib = base + META_BYTES + (<usize>s << 6) + (lane << 4) + <usize>(i & 15);
-        store<u8>(nib, <u8>(load<u8>(nib) | (nibble << ((i >> 4) << 2))));
-        const hi = base + META_BYTES + 512 + (<usize>(s >> 1) << 6) + (lane << 4) + <usize>(i & 15);
-        store<u8>(hi, <u8>(load<u8>(hi) | (high << (((s & 1) << 2) + ((i >> 4) << 1)))));
+      unpackQ6K(block, scratch);
+      for (let sub = 0; sub < 8; sub++) {
+        const q = scratch + (<usize>sub << 5);
+        const lo = v128.load(q);
+        const hi = v128.load(q, 16);
+        v128.store(base + META_BYTES + (<usize>sub << 6) + (lane << 4), v128.or(v128.and(lo, mask), i16x8.shl(v128.and(hi, mask), 4)));
+      }
+      for (let pair = 0; pair < 4; pair++) {
+        const q = scratch + (<usize>pair << 6);
+        const a = i8x16.shr_u(v128.load(q), 4);
+        const b = i8x16.shr_u(v128.load(q, 16), 4);
+        const c = i8x16.shr_u(v128.load(q, 32), 4);
+        const d = i8x16.shr_u(v128.load(q, 48), 4);
+        v128.store(base + META_BYTES + 512 + (<usize>pair << 6) + (lane << 4), v128.or(v128.or(a, i8x16.shl(b, 2)), v128.or(i8x16.shl(c, 4), i8x16.shl(d, 6))));
       }
     }
   }

@@ -6,7 +6,7 @@ export interface KernelExports {
   initConstants(): void;
   activationRowBytes(format: number, cols: number): number;
   prepareRows(format: number, src: number, cols: number, dst: number, r0: number, r1: number): void;
-  packMatrix(type: number, src: number, dst: number, rows: number, cols: number): void;
+  packMatrix(type: number, src: number, dst: number, rows: number, cols: number, scratch: number): void;
   packDown(type: number, upstream: number, src: number, dst: number, rows: number, cols: number, scratch: number): void;
   quantMatmul(type: number, w: number, cols: number, rows: number, x: number, xStride: number, xIndex: number, n: number,
     y: number, yStride: number, g0: number, g1: number): void;

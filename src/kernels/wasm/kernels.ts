@@ -147,7 +147,7 @@ export class WasmKernels implements Kernels {
   pack(arena: Arena, kind: WeightKind, type: GgmlType, rows: number, cols: number, src: Ptr, dst: Ptr, layout?: DownLayout): void {
     packedBytes(kind, type, rows, cols, layout);
     const k = this.main.instance(this.own(arena));
-    if (kind === "matrix") k.packMatrix(type, src, dst, rows, cols);
+    if (kind === "matrix") k.packMatrix(type, src, dst, rows, cols, threadScratch(0));
     else k.packDown(type, layout === "upstream" ? 1 : 0, src, dst, rows, cols, threadScratch(0));
   }
 
