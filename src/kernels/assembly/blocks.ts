@@ -11,7 +11,7 @@ import { q8_1Sums, q8I16, q8kScales, q8kSums, q8Scales } from "./activations";
 import { decodeQ2K, decodeQ3K, decodeQ4K, decodeQ5K, decodeQ6K } from "./kquants";
 import { decodeIQ4_NL, decodeIQ4_XS, decodeMXFP4, decodeQ1_0, decodeQ2_0, decodeQ4_1, decodeQ5_0, decodeQ5_1, decodeTQ1_0, decodeTQ2_0 } from "./legacy";
 import { decodeIQ1_M, decodeIQ1_S, decodeIQ2_S, decodeIQ2_XS, decodeIQ2_XXS, decodeIQ3_S, decodeIQ3_XXS } from "./iquants";
-import { activationRow, storeLanes } from "./quantized";
+import { activationRow, listedRow, storeLanes, storeListed } from "./quantized";
 import { transposeSum } from "./simd";
 import { Q1_0, Q2_0, IQ1_M, IQ1_S, IQ2_S, IQ2_XS, IQ2_XXS, IQ3_S, IQ3_XXS, IQ4_NL, IQ4_XS, MXFP4, Q2_K, Q3_K, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, TQ1_0, TQ2_0 } from "./types";
 
@@ -223,19 +223,16 @@ export function blockGatheredRows(type: i32, w: usize, cols: i32, list: usize, c
   const nb = cols / blockValues(type);
   const rowBytes = <usize>nb * bytes;
   for (let k = 0; k < count; k += 4) {
-    const i0 = load<i32>(list + (<usize>k << 2));
-    const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
-    const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
-    const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
+    const i0 = listedRow(list, k, 0, count);
+    const i1 = listedRow(list, k, 1, count);
+    const i2 = listedRow(list, k, 2, count);
+    const i3 = listedRow(list, k, 3, count);
     let acc = f32x4.splat(0);
     for (let b = 0; b < nb; b++) {
       decode4(type, bytes, w + <usize>i0 * rowBytes, w + <usize>i1 * rowBytes, w + <usize>i2 * rowBytes, w + <usize>i3 * rowBytes, b, scratch);
       acc = accumulate4(type, scratch, x, cols, b, acc);
     }
-    store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
-    if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
-    if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
-    if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+    storeListed(out, acc, i0, i1, i2, i3, k, count);
   }
 }
 

@@ -10,6 +10,7 @@
 // is summed in i16 as Σ (q − 8)·qh (within ±32512, so wrapping additions still end exact) and
 // 8·B_j added back in i32.
 
+import { scaleMinK4 } from "./kquants";
 import { q8kScales, q8kSums } from "./activations";
 import { F16_SIGN_EM, NIBBLE_MASK, PAIR_SHUFFLE, POW2_112, constant, halvesToF32Finite } from "./simd";
 import { hqOffset, pairCountsOffset, pairsOffset } from "./expert";
@@ -41,15 +42,9 @@ export function packDownQ4K(src: usize, dst: usize, hidden: i32, ffn: i32, scrat
       store<u16>(out + (<usize>r << 1), load<u16>(block));
       store<u16>(out + (<usize>hidden << 1) + (<usize>r << 1), load<u16>(block, 2));
       for (let j = 0; j < 8; j++) {
-        const q = block + 4;
-        let sc: i32, m: i32;
-        if (j < 4) {
-          sc = <i32>load<u8>(q + <usize>j) & 63;
-          m = <i32>load<u8>(q + <usize>j + 4) & 63;
-        } else {
-          sc = (<i32>load<u8>(q + <usize>j + 4) & 0xf) | ((<i32>load<u8>(q + <usize>j - 4) >> 6) << 4);
-          m = (<i32>load<u8>(q + <usize>j + 4) >> 4) | ((<i32>load<u8>(q + <usize>j) >> 6) << 4);
-        }
+        const sm = scaleMinK4(block + 4, j);
+        const sc = sm & 0xff;
+        const m = sm >> 8;
         store<u8>(scales + <usize>j * <usize>hidden + <usize>r, <u8>sc);
         store<u8>(mins + <usize>j * <usize>hidden + <usize>r, <u8>m);
       }

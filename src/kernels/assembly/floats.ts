@@ -4,7 +4,7 @@
 // computed together to share activation loads; a row's arithmetic is the same in any quartet.
 
 import { F16_EXP_INF, F16_SIGN_EM, F32_INF, POW2_112, constant, halfToF32, halvesToF32, madd, transposeSumF32 } from "./simd";
-import { activationRow, storeLanes } from "./quantized";
+import { activationRow, listedRow, storeLanes, storeListed } from "./quantized";
 import { BF16x, F16, F16x, F32, F32x, typeNumber } from "./types";
 
 @inline export function elementBytes(type: i32): usize {
@@ -101,14 +101,11 @@ function floatGatheredRowsOf<T>(w: usize, cols: i32, list: usize, count: i32, x:
   const type = typeNumber<T>();
   const rowBytes = <usize>cols * elementBytes(type);
   for (let k = 0; k < count; k += 4) {
-    const i0 = load<i32>(list + (<usize>k << 2));
-    const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
-    const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
-    const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
+    const i0 = listedRow(list, k, 0, count);
+    const i1 = listedRow(list, k, 1, count);
+    const i2 = listedRow(list, k, 2, count);
+    const i3 = listedRow(list, k, 3, count);
     const v = dotFloatRows4(type, w + <usize>i0 * rowBytes, w + <usize>i1 * rowBytes, w + <usize>i2 * rowBytes, w + <usize>i3 * rowBytes, x, cols);
-    store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(v, 0));
-    if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(v, 1));
-    if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(v, 2));
-    if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(v, 3));
+    storeListed(out, v, i0, i1, i2, i3, k, count);
   }
 }

@@ -8,7 +8,7 @@
 
 import { q8I16, q8kScales } from "./activations";
 import { F16_SIGN_EM, IQ4NL_VALUES, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
-import { activationRow, blockOffset, storeLanes, valueRegionBytes } from "./quantized";
+import { activationRow, blockOffset, listedRow, storeLanes, storeListed, valueRegionBytes } from "./quantized";
 import { Q4_0 } from "./types";
 
 const META_BYTES: usize = 40;
@@ -136,10 +136,10 @@ export function iq4xsGatheredRows(w: usize, cols: i32, list: usize, count: i32, 
   const group = iq4xsGroupBytes(cols);
   const values = <usize>nsb * META_BYTES;
   for (let k = 0; k < count; k += 4) {
-    const i0 = load<i32>(list + (<usize>k << 2));
-    const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
-    const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
-    const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
+    const i0 = listedRow(list, k, 0, count);
+    const i1 = listedRow(list, k, 1, count);
+    const i2 = listedRow(list, k, 2, count);
+    const i3 = listedRow(list, k, 3, count);
     const g0 = w + <usize>(i0 >> 2) * group;
     const g1 = w + <usize>(i1 >> 2) * group;
     const g2 = w + <usize>(i2 >> 2) * group;
@@ -148,9 +148,6 @@ export function iq4xsGatheredRows(w: usize, cols: i32, list: usize, count: i32, 
       g0 + values + (<usize>(i0 & 3) << 6), g1 + values + (<usize>(i1 & 3) << 6),
       g2 + values + (<usize>(i2 & 3) << 6), g3 + values + (<usize>(i3 & 3) << 6),
       g0, g1, g2, g3, <usize>(i0 & 3), <usize>(i1 & 3), <usize>(i2 & 3), <usize>(i3 & 3), x, cols);
-    store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
-    if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
-    if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
-    if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+    storeListed(out, acc, i0, i1, i2, i3, k, count);
   }
 }

@@ -5,8 +5,8 @@
 import { CANON_F0, CANON_F1, CANON_VALUES, setGroups } from "./canonical";
 import { halfToF32 } from "./simd";
 
-/** The 6-bit scale and min of sub-block j of a Q4_K/Q5_K superblock (scales at q). */
-@inline function scaleMinK4(q: usize, j: i32): i32 {
+/** The 6-bit scale and min of sub-block j of a Q4_K/Q5_K superblock (its 12 scale bytes at q), as scale | min << 8. */
+@inline export function scaleMinK4(q: usize, j: i32): i32 {
   let sc: i32, m: i32;
   if (j < 4) {
     sc = <i32>load<u8>(q + <usize>j) & 63;

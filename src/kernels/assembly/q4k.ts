@@ -6,9 +6,10 @@
 // msum = Σ_j m_j·(Σ x over sub-block j) exactly, then fround(fround(d·isum) − fround(dmin·msum))
 // with d, dmin the scales times the activation's; rows are lanes.
 
+import { scaleMinK4 } from "./kquants";
 import { q8I16, q8kScales, q8kSums } from "./activations";
 import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite } from "./simd";
-import { activationRow, blockOffset, i16Rows, q4Sums, storeLanes, valueRegionBytes } from "./quantized";
+import { activationRow, blockOffset, i16Rows, listedRow, q4Sums, storeLanes, storeListed, valueRegionBytes } from "./quantized";
 import { Q4_0 } from "./types";
 
 const META_BYTES: usize = 80;
@@ -35,15 +36,9 @@ export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
       store<u16>(meta + (lane << 1), load<u16>(block));
       store<u16>(meta + 8 + (lane << 1), load<u16>(block, 2));
       for (let j = 0; j < 8; j++) {
-        const q = block + 4;
-        let sc: i32, m: i32;
-        if (j < 4) {
-          sc = <i32>load<u8>(q + <usize>j) & 63;
-          m = <i32>load<u8>(q + <usize>j + 4) & 63;
-        } else {
-          sc = (<i32>load<u8>(q + <usize>j + 4) & 0xf) | ((<i32>load<u8>(q + <usize>j - 4) >> 6) << 4);
-          m = (<i32>load<u8>(q + <usize>j + 4) >> 4) | ((<i32>load<u8>(q + <usize>j) >> 6) << 4);
-        }
+        const sm = scaleMinK4(block + 4, j);
+        const sc = sm & 0xff;
+        const m = sm >> 8;
         store<u8>(meta + 16 + (<usize>j << 2) + lane, <u8>sc);
         store<u8>(meta + 48 + (<usize>j << 2) + lane, <u8>m);
       }
@@ -253,10 +248,10 @@ export function q4kGatheredRows(w: usize, cols: i32, list: usize, count: i32, x:
   const group = q4kGroupBytes(cols);
   const values = <usize>nsb * META_BYTES;
   for (let k = 0; k < count; k += 4) {
-    const i0 = load<i32>(list + (<usize>k << 2));
-    const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
-    const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
-    const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
+    const i0 = listedRow(list, k, 0, count);
+    const i1 = listedRow(list, k, 1, count);
+    const i2 = listedRow(list, k, 2, count);
+    const i3 = listedRow(list, k, 3, count);
     const g0 = w + <usize>(i0 >> 2) * group;
     const g1 = w + <usize>(i1 >> 2) * group;
     const g2 = w + <usize>(i2 >> 2) * group;
@@ -265,9 +260,6 @@ export function q4kGatheredRows(w: usize, cols: i32, list: usize, count: i32, x:
       g0 + values + (<usize>(i0 & 3) << 6), g1 + values + (<usize>(i1 & 3) << 6),
       g2 + values + (<usize>(i2 & 3) << 6), g3 + values + (<usize>(i3 & 3) << 6),
       g0, g1, g2, g3, <usize>(i0 & 3), <usize>(i1 & 3), <usize>(i2 & 3), <usize>(i3 & 3), true, x, cols);
-    store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
-    if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
-    if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
-    if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+    storeListed(out, acc, i0, i1, i2, i3, k, count);
   }
 }

@@ -10,7 +10,7 @@
 
 import { q8I16, q8kScales, q8kSums } from "./activations";
 import { F16_SIGN_EM, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
-import { activationRow, storeLanes } from "./quantized";
+import { activationRow, listedRow, storeLanes, storeListed } from "./quantized";
 
 const META_BYTES: usize = 72;
 const SUPERBLOCK_BYTES: usize = META_BYTES + 512 + 256;
@@ -181,15 +181,12 @@ export function q6kGatheredRows(w: usize, cols: i32, list: usize, count: i32, x:
   const nsb = cols >> 8;
   const group = q6kGroupBytes(cols);
   for (let k = 0; k < count; k += 4) {
-    const i0 = load<i32>(list + (<usize>k << 2));
-    const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
-    const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
-    const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
+    const i0 = listedRow(list, k, 0, count);
+    const i1 = listedRow(list, k, 1, count);
+    const i2 = listedRow(list, k, 2, count);
+    const i3 = listedRow(list, k, 3, count);
     const acc = q6kRows4(nsb, w + <usize>(i0 >> 2) * group, w + <usize>(i1 >> 2) * group, w + <usize>(i2 >> 2) * group, w + <usize>(i3 >> 2) * group,
       <usize>(i0 & 3), <usize>(i1 & 3), <usize>(i2 & 3), <usize>(i3 & 3), x, cols);
-    store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
-    if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
-    if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
-    if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+    storeListed(out, acc, i0, i1, i2, i3, k, count);
   }
 }

@@ -125,6 +125,19 @@ export function groupBytes(type: i32, nb: i32): usize {
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(weightScales, v128.load32_splat(xScale))));
 }
 
+/** Row k + lane of an i32 list of `count` rows, or its row k where the list ends (four rows gathered at a time). */
+@inline export function listedRow(list: usize, k: i32, lane: i32, count: i32): i32 {
+  return load<i32>(list + (<usize>(k + (k + lane < count ? lane : 0)) << 2));
+}
+
+/** Stores lane j of v at out[row j] for the listed rows k … k + 3 that exist. */
+@inline export function storeListed(out: usize, v: v128, i0: i32, i1: i32, i2: i32, i3: i32, k: i32, count: i32): void {
+  store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(v, 0));
+  if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(v, 1));
+  if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(v, 2));
+  if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(v, 3));
+}
+
 /** Stores the first `valid` lanes of v at p (the last group of a matrix may be partial). */
 @inline export function storeLanes(p: usize, v: v128, valid: i32): void {
   if (valid >= 4) {
@@ -305,10 +318,10 @@ function quantGatheredRowsOf<T>(w: usize, cols: i32, list: usize, count: i32, x:
   const group = groupBytes(type, nb);
   const valuesOffset = <usize>nb << 3;
   for (let k = 0; k < count; k += 4) {
-    const i0 = load<i32>(list + (<usize>k << 2));
-    const i1 = k + 1 < count ? load<i32>(list + (<usize>k << 2), 4) : i0;
-    const i2 = k + 2 < count ? load<i32>(list + (<usize>k << 2), 8) : i0;
-    const i3 = k + 3 < count ? load<i32>(list + (<usize>k << 2), 12) : i0;
+    const i0 = listedRow(list, k, 0, count);
+    const i1 = listedRow(list, k, 1, count);
+    const i2 = listedRow(list, k, 2, count);
+    const i3 = listedRow(list, k, 3, count);
     const g0 = w + <usize>(i0 >> 2) * group;
     const g1 = w + <usize>(i1 >> 2) * group;
     const g2 = w + <usize>(i2 >> 2) * group;
@@ -318,10 +331,7 @@ function quantGatheredRowsOf<T>(w: usize, cols: i32, list: usize, count: i32, x:
       g2 + valuesOffset + (<usize>(i2 & 3) << 6), g3 + valuesOffset + (<usize>(i3 & 3) << 6),
       g0 + (<usize>(i0 & 3) << 1), g1 + (<usize>(i1 & 3) << 1), g2 + (<usize>(i2 & 3) << 1), g3 + (<usize>(i3 & 3) << 1),
       true, x, cols);
-    store<f32>(out + (<usize>i0 << 2), f32x4.extract_lane(acc, 0));
-    if (k + 1 < count) store<f32>(out + (<usize>i1 << 2), f32x4.extract_lane(acc, 1));
-    if (k + 2 < count) store<f32>(out + (<usize>i2 << 2), f32x4.extract_lane(acc, 2));
-    if (k + 3 < count) store<f32>(out + (<usize>i3 << 2), f32x4.extract_lane(acc, 3));
+    storeListed(out, acc, i0, i1, i2, i3, k, count);
   }
 }
 
