@@ -123,13 +123,22 @@ export function quantizeBlocks1(src: usize, cols: i32, dst: usize, b0: i32, b1: 
 }
 
 // A q8_k row of `cols` values (a multiple of 256, nk = cols / 256) is
-//   [i8 × cols] [i16 × cols] [f32 d × nk] [i32 bsum × cols/16]
+//   [i8 × cols] [i16 × cols] [f32 d × nk] [i32 bsum × cols/16] [i16 bsum × cols/16] [i16 Σq × cols/32]
+// (the sums also as i16, Σq over each 32 values too, for products that take them by eight)
 // as ggml's block_q8_K: d = 1/iscale with iscale = -127/max (max: the first value of largest
 // magnitude, sign kept), q = round-half-even(iscale·x) capped at 127, bsum = Σq over each 16 values.
 // A block whose largest magnitude is 0 (or NaN everywhere) has d = 0 and zero quants and sums.
 
 @inline export function q8kRowBytes(cols: i32): usize {
-  return (<usize>(3 * cols + (cols >> 8) * 4 + (cols >> 4) * 4) + 15) & ~15;
+  return (<usize>(3 * cols + (cols >> 8) * 4 + (cols >> 4) * 6 + (cols >> 5) * 2) + 15) & ~15;
+}
+/** The i16 copy of the sums over 16 values. */
+@inline export function q8kSums16(x: usize, cols: i32): usize {
+  return x + <usize>(3 * cols + (cols >> 8) * 4 + (cols >> 4) * 4);
+}
+/** The i16 sums over 32 values. */
+@inline export function q8kSums32(x: usize, cols: i32): usize {
+  return x + <usize>(3 * cols + (cols >> 8) * 4 + (cols >> 4) * 6);
 }
 @inline export function q8kScales(x: usize, cols: i32): usize {
   return x + <usize>(3 * cols);
@@ -143,6 +152,8 @@ export function quantizeBlocksK(src: usize, cols: i32, dst: usize, b0: i32, b1: 
   const i16s = q8I16(dst, cols);
   const scales = q8kScales(dst, cols);
   const sums = q8kSums(dst, cols);
+  const sums16 = q8kSums16(dst, cols);
+  const sums32 = q8kSums32(dst, cols);
   const cap = i32x4.splat(127);
   for (let b = b0; b < b1; b++) {
     const p = src + (<usize>b << 10);
@@ -164,6 +175,8 @@ export function quantizeBlocksK(src: usize, cols: i32, dst: usize, b0: i32, b1: 
       memory.fill(q8, 0, 256);
       memory.fill(q16, 0, 512);
       memory.fill(bs, 0, 64);
+      memory.fill(sums16 + (<usize>b << 5), 0, 32);
+      memory.fill(sums32 + (<usize>b << 4), 0, 16);
       continue;
     }
     const iscale: f32 = -127 / vmax;
@@ -184,5 +197,7 @@ export function quantizeBlocksK(src: usize, cols: i32, dst: usize, b0: i32, b1: 
       const t2 = i32x4.add(t, i64x2.shuffle(t, t, 1, 0));
       store<i32>(bs + (<usize>g << 2), i32x4.extract_lane(t2, 0) + i32x4.extract_lane(t2, 1));
     }
+    for (let g = 0; g < 16; g++) store<i16>(sums16 + (<usize>b << 5) + (<usize>g << 1), <i16>load<i32>(bs + (<usize>g << 2)));
+    for (let j = 0; j < 8; j++) store<i16>(sums32 + (<usize>b << 4) + (<usize>j << 1), <i16>(load<i32>(bs + (<usize>j << 3)) + load<i32>(bs + (<usize>j << 3), 4)));
   }
 }

@@ -1,14 +1,14 @@
 // Q4_K matrices packed as Q4_0's four-row groups (quantized.ts), so that its nibble products serve:
 // each 32-value sub-block becomes a 16-byte block of nibbles (value i in the low nibble of byte i,
 // value i + 16 in the high), in Q4_0's 64-byte lines. Per superblock, a group also holds
-//   [4 × f16 d] [4 × f16 dmin] [8 sub-blocks × 4 rows u8 scale] [8 × 4 u8 min]   (80 bytes)
+//   [4 × f16 d] [4 × f16 dmin] [8 sub-blocks × 4 rows u8 scale] [4 rows × 8 u8 min]   (80 bytes)
 // before its values. The product is the reference's: per superblock isum = Σ_j sc_j·Σ q·x and
 // msum = Σ_j m_j·(Σ x over sub-block j) exactly, then fround(fround(d·isum) − fround(dmin·msum))
 // with d, dmin the scales times the activation's; rows are lanes.
 
 import { scaleMinK4 } from "./kquants";
-import { q8I16, q8kScales, q8kSums } from "./activations";
-import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite } from "./simd";
+import { q8I16, q8kScales, q8kSums32 } from "./activations";
+import { F16_SIGN_EM, NIBBLE_MASK, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
 import { activationRow, blockOffset, i16Rows, listedRow, q4Sums, storeLanes, storeListed, valueRegionBytes } from "./quantized";
 import { Q4_0 } from "./types";
 
@@ -40,7 +40,7 @@ export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
         const sc = sm & 0xff;
         const m = sm >> 8;
         store<u8>(meta + 16 + (<usize>j << 2) + lane, <u8>sc);
-        store<u8>(meta + 48 + (<usize>j << 2) + lane, <u8>m);
+        store<u8>(meta + 48 + (lane << 3) + <usize>j, <u8>m);
       }
       // Sub-block 2k is the low nibbles of the file's 32 bytes k, sub-block 2k + 1 their high ones.
       for (let k = 0; k < 4; k++) {
@@ -75,26 +75,18 @@ export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
   const pow2_112 = constant(POW2_112);
   const x16 = q8I16(x, cols);
   const dxs = q8kScales(x, cols);
-  const sums = q8kSums(x, cols);
+  const sums32 = q8kSums32(x, cols);
   let acc = f32x4.splat(0);
   for (let sb = 0; sb < nsb; sb++) {
     let isum = i32x4.splat(0);
-    let msum = i32x4.splat(0);
-    const bs = sums + (<usize>sb << 6);
     for (let j = 0; j < 8; j++) {
       const b = (sb << 3) + j;
       const s = q4Sums(p0, p1, p2, p3, x + (<usize>b << 5), x16 + (<usize>b << 6), mask);
       const o: usize = 16 + (<usize>j << 2);
-      let sc: v128, m: v128;
-      if (gathered) {
-        sc = i32x4(<i32>load<u8>(m0 + o + l0), <i32>load<u8>(m1 + o + l1), <i32>load<u8>(m2 + o + l2), <i32>load<u8>(m3 + o + l3));
-        m = i32x4(<i32>load<u8>(m0 + o + 32 + l0), <i32>load<u8>(m1 + o + 32 + l1), <i32>load<u8>(m2 + o + 32 + l2), <i32>load<u8>(m3 + o + 32 + l3));
-      } else {
-        sc = bytes4(m0 + o);
-        m = bytes4(m0 + o + 32);
-      }
+      const sc = gathered
+        ? i32x4(<i32>load<u8>(m0 + o + l0), <i32>load<u8>(m1 + o + l1), <i32>load<u8>(m2 + o + l2), <i32>load<u8>(m3 + o + l3))
+        : bytes4(m0 + o);
       isum = i32x4.add(isum, i32x4.mul(s, sc));
-      msum = i32x4.add(msum, i32x4.mul(m, i32x4.splat(load<i32>(bs + (<usize>j << 3)) + load<i32>(bs + (<usize>j << 3), 4))));
       const step: usize = (j & 3) == 3 ? 256 - 3 * 16 : 16;
       p0 += step;
       p1 += step;
@@ -112,6 +104,8 @@ export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
     const dx = v128.load32_splat(dxs + (<usize>sb << 2));
     const d = f32x4.mul(halvesToF32Finite(hd, signEm, pow2_112), dx);
     const dmin = f32x4.mul(halvesToF32Finite(hm, signEm, pow2_112), dx);
+    const B = v128.load(sums32 + (<usize>sb << 4));
+    const msum = transposeSum(rowMins(m0 + 48 + (l0 << 3), B), rowMins(m1 + 48 + (l1 << 3), B), rowMins(m2 + 48 + (l2 << 3), B), rowMins(m3 + 48 + (l3 << 3), B));
     acc = f32x4.add(acc, f32x4.sub(f32x4.mul(d, f32x4.convert_i32x4_s(isum)), f32x4.mul(dmin, f32x4.convert_i32x4_s(msum))));
     m0 += META_BYTES;
     m1 += META_BYTES;
@@ -132,13 +126,15 @@ export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
     i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, l3), i16x8.relaxed_dot_i8x16_i7x16_s(xh, h3)));
 }
 
-/** msum of one superblock (lanes = the group's rows) for the activation row whose bsums are at bs. */
-@inline function minSums(meta: usize, bs: usize): v128 {
-  let msum = i32x4.splat(0);
-  for (let j = 0; j < 8; j++) {
-    msum = i32x4.add(msum, i32x4.mul(bytes4(meta + 48 + (<usize>j << 2)), i32x4.splat(load<i32>(bs + (<usize>j << 3)) + load<i32>(bs + (<usize>j << 3), 4))));
-  }
-  return msum;
+/** One row's Σ_j m_j·B_j over a superblock, its 8 mins (u8) at p, the activation's B_j (i16) in B: i32x4 partials. */
+@inline function rowMins(p: usize, B: v128): v128 {
+  return i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(v128.load64_zero(p)), B);
+}
+
+/** msum of one superblock for a group's four rows (lanes), the activation row's 32-value sums at s32. */
+@inline function minSums(meta: usize, s32: usize): v128 {
+  const B = v128.load(s32);
+  return transposeSum(rowMins(meta + 48, B), rowMins(meta + 56, B), rowMins(meta + 64, B), rowMins(meta + 72, B));
 }
 
 /**
@@ -149,7 +145,7 @@ export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
   const mask = constant(NIBBLE_MASK);
   const signEm = constant(F16_SIGN_EM);
   const pow2_112 = constant(POW2_112);
-  const sums = q8kSums(0, cols);
+  const sums32 = q8kSums32(0, cols);
   const dxs = q8kScales(0, cols);
   const values = group + <usize>nsb * META_BYTES;
   let a0 = f32x4.splat(0);
@@ -186,12 +182,12 @@ export function packQ4K(src: usize, dst: usize, rows: i32, cols: i32): void {
     }
     const d = halvesToF32Finite(v128.load16x4_s(meta), signEm, pow2_112);
     const dmin = halvesToF32Finite(v128.load16x4_s(meta + 8), signEm, pow2_112);
-    const bo = <usize>sb << 6;
+    const bo = <usize>sb << 4;
     const so = <usize>sb << 2;
-    a0 = superblockStep(a0, d, dmin, x0 + dxs + so, i0, minSums(meta, x0 + sums + bo));
-    a1 = superblockStep(a1, d, dmin, x1 + dxs + so, i1, minSums(meta, x1 + sums + bo));
-    a2 = superblockStep(a2, d, dmin, x2 + dxs + so, i2, minSums(meta, x2 + sums + bo));
-    a3 = superblockStep(a3, d, dmin, x3 + dxs + so, i3, minSums(meta, x3 + sums + bo));
+    a0 = superblockStep(a0, d, dmin, x0 + dxs + so, i0, minSums(meta, x0 + sums32 + bo));
+    a1 = superblockStep(a1, d, dmin, x1 + dxs + so, i1, minSums(meta, x1 + sums32 + bo));
+    a2 = superblockStep(a2, d, dmin, x2 + dxs + so, i2, minSums(meta, x2 + sums32 + bo));
+    a3 = superblockStep(a3, d, dmin, x3 + dxs + so, i3, minSums(meta, x3 + sums32 + bo));
   }
   storeLanes(y, a0, valid);
   storeLanes(y + yStride, a1, valid);
@@ -236,7 +232,7 @@ export function q4kMatmul(w: usize, cols: i32, rows: i32, x: usize, xStride: usi
       for (let g = c; g < cEnd; g++) {
         const base = w + <usize>g * group;
         const v = base + values;
-        storeLanes(yt + (<usize>g << 4), q4kRows4(nsb, v, v + 64, v + 128, v + 192, base, 0, 0, 0, 0, 0, 0, 0, false, xt, cols), rows - (g << 2));
+        storeLanes(yt + (<usize>g << 4), q4kRows4(nsb, v, v + 64, v + 128, v + 192, base, base, base, base, 0, 1, 2, 3, false, xt, cols), rows - (g << 2));
       }
     }
   }

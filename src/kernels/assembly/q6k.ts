@@ -1,6 +1,6 @@
 // Q6_K matrices in four-row groups, the file's 210 bytes per row and superblock rearranged so that a
 // 32-value sub-block's 6-bit values come out of two loads with byte-wise shifts and masks:
-//   [4 × f16 d] [16 groups × 4 rows i8 scale]                          (72 bytes)
+//   [4 × f16 d] [4 rows × 16 groups i8 scale]                          (72 bytes)
 //   [8 sub-blocks × 4 rows × 16 bytes: low nibbles, value i in the low nibble of byte i, i + 16 high]
 //   [4 sub-block pairs × 4 rows × 16 bytes: high 2 bits, byte i holding values i, i + 16 of the
 //    pair's first sub-block in bits 0-1, 2-3 and of its second in bits 4-5, 6-7]
@@ -8,7 +8,7 @@
 // per 16 values. The product is the reference's: isum = Σ_g sc_g·Σ (q − 32)·x exactly per superblock,
 // then fround(fround(dx·d)·f32(isum)), rows as lanes.
 
-import { q8I16, q8kScales, q8kSums } from "./activations";
+import { q8I16, q8kScales, q8kSums16 } from "./activations";
 import { F16_SIGN_EM, POW2_112, constant, halvesToF32Finite, transposeSum } from "./simd";
 import { activationRow, listedRow, storeLanes, storeListed } from "./quantized";
 
@@ -57,7 +57,7 @@ export function packQ6K(src: usize, dst: usize, rows: i32, cols: i32, scratch: u
       const block = src + (<usize>row * <usize>nsb + <usize>sb) * 210;
       const base = group + <usize>sb * SUPERBLOCK_BYTES;
       store<u16>(base + (lane << 1), load<u16>(block, 208));
-      for (let g = 0; g < 16; g++) store<i8>(base + 8 + (<usize>g << 2) + lane, load<i8>(block + 192 + <usize>g));
+      v128.store(base + 8 + (lane << 4), v128.load(block + 192));
       unpackQ6K(block, scratch);
       for (let sub = 0; sub < 8; sub++) {
         const q = scratch + (<usize>sub << 5);
@@ -87,45 +87,40 @@ export function packQ6K(src: usize, dst: usize, rows: i32, cols: i32, scratch: u
   const twelve = i8x16.splat(0x0c);
   const top = i8x16.splat(0x30);
   let acc = i32x4.splat(0);
-  for (let s = 0; s < 8; s++) {
-    const w = v128.load(nib + (<usize>s << 6));
-    const hb = v128.load(high + (<usize>(s >> 1) << 6));
-    let hLo: v128, hHi: v128;
-    if ((s & 1) == 0) {
-      hLo = i8x16.shl(v128.and(hb, three), 4);
-      hHi = i8x16.shl(v128.and(hb, twelve), 2);
-    } else {
-      hLo = v128.and(hb, top);
-      hHi = v128.and(i8x16.shr_u(hb, 2), top);
-    }
-    const qLo = v128.or(v128.and(w, mask), hLo);
-    const qHi = v128.or(v128.and(i16x8.shr_u(w, 4), mask), hHi);
-    const sLo = i32x4.splat(<i32>load<i8>(scales + (<usize>(2 * s) << 2)));
-    const sHi = i32x4.splat(<i32>load<i8>(scales + (<usize>(2 * s + 1) << 2)));
-    let pLo: v128, pHi: v128;
-    if (ASC_FEATURE_RELAXED_SIMD) {
-      const xb = x + (<usize>s << 5);
-      pLo = i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xb), qLo));
-      pHi = i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xb, 16), qHi));
-    } else {
-      const xw = x16 + (<usize>s << 6);
-      pLo = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(qLo), v128.load(xw)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(qLo), v128.load(xw, 16)));
-      pHi = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(qHi), v128.load(xw, 32)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(qHi), v128.load(xw, 48)));
-    }
-    acc = i32x4.add(acc, i32x4.add(i32x4.mul(pLo, sLo), i32x4.mul(pHi, sHi)));
+  for (let pair = 0; pair < 4; pair++) {
+    const hb = v128.load(high + (<usize>pair << 6));
+    // Shifts of 16-bit lanes are cheaper than byte shifts and safe here: the masked bits stay in their byte.
+    const s = pair << 1;
+    acc = i32x4.add(acc, subBlockSums(v128.load(nib + (<usize>s << 6)), i16x8.shl(v128.and(hb, three), 4), i16x8.shl(v128.and(hb, twelve), 2),
+      scales + <usize>(2 * s), x + (<usize>s << 5), x16 + (<usize>s << 6), mask));
+    acc = i32x4.add(acc, subBlockSums(v128.load(nib + (<usize>(s + 1) << 6)), v128.and(hb, top), v128.and(i16x8.shr_u(hb, 2), top),
+      scales + <usize>(2 * s + 2), x + (<usize>(s + 1) << 5), x16 + (<usize>(s + 1) << 6), mask));
   }
   return acc;
 }
 
-/** One row's Σ_g sc_g·32·bsum_g (the −32 of every value), as i32x4 partials. */
-@inline function rowBias(scales: usize, bsums: usize): v128 {
-  const sc = i32x4(<i32>load<i8>(scales), <i32>load<i8>(scales, 4), <i32>load<i8>(scales, 8), <i32>load<i8>(scales, 12));
-  let acc = i32x4.mul(sc, v128.load(bsums));
-  for (let q: usize = 1; q < 4; q++) {
-    const s = i32x4(<i32>load<i8>(scales + (q << 4)), <i32>load<i8>(scales + (q << 4), 4), <i32>load<i8>(scales + (q << 4), 8), <i32>load<i8>(scales + (q << 4), 12));
-    acc = i32x4.add(acc, i32x4.mul(s, v128.load(bsums + (q << 4))));
+/** sc·Σ q·x of one 32-value sub-block: its nibbles w, high bits (in place) of values 0-15 and 16-31. */
+@inline function subBlockSums(w: v128, hLo: v128, hHi: v128, scales: usize, xb: usize, xw: usize, mask: v128): v128 {
+  const qLo = v128.or(v128.and(w, mask), hLo);
+  const qHi = v128.or(v128.and(i16x8.shr_u(w, 4), mask), hHi);
+  const sLo = <i32>load<i8>(scales);
+  const sHi = <i32>load<i8>(scales, 1);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // One dot with the scale sums each pair of pair sums, scaled: exact in i32.
+    return i32x4.add(
+      i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xb), qLo), i16x8.splat(<i16>sLo)),
+      i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xb, 16), qHi), i16x8.splat(<i16>sHi)));
   }
-  return i32x4.shl(acc, 5);
+  const pLo = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(qLo), v128.load(xw)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(qLo), v128.load(xw, 16)));
+  const pHi = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(qHi), v128.load(xw, 32)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(qHi), v128.load(xw, 48)));
+  return i32x4.add(i32x4.mul(pLo, i32x4.splat(sLo)), i32x4.mul(pHi, i32x4.splat(sHi)));
+}
+
+/** One row's Σ_g sc_g·32·bsum_g (the −32 of every value), its 16 scales at `scales`, the i16 sums at s16: i32x4 partials. */
+@inline function rowBias(scales: usize, s16: usize): v128 {
+  const sc = v128.load(scales);
+  const sums = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(sc), v128.load(s16)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(sc), v128.load(s16, 16)));
+  return i32x4.shl(sums, 5);
 }
 
 /**
@@ -138,17 +133,17 @@ export function packQ6K(src: usize, dst: usize, rows: i32, cols: i32, scratch: u
   const pow2_112 = constant(POW2_112);
   const x16 = q8I16(x, cols);
   const dxs = q8kScales(x, cols);
-  const sums = q8kSums(x, cols);
+  const sums = q8kSums16(x, cols);
   let acc = f32x4.splat(0);
   for (let sb = 0; sb < nsb; sb++) {
     const o = <usize>sb * SUPERBLOCK_BYTES;
     const xs = x + (<usize>sb << 8);
     const xw = x16 + (<usize>sb << 9);
-    const bs = sums + (<usize>sb << 6);
-    const r0 = i32x4.sub(rowPartials(b0 + o + META_BYTES + (l0 << 4), b0 + o + META_BYTES + 512 + (l0 << 4), b0 + o + 8 + l0, xs, xw), rowBias(b0 + o + 8 + l0, bs));
-    const r1 = i32x4.sub(rowPartials(b1 + o + META_BYTES + (l1 << 4), b1 + o + META_BYTES + 512 + (l1 << 4), b1 + o + 8 + l1, xs, xw), rowBias(b1 + o + 8 + l1, bs));
-    const r2 = i32x4.sub(rowPartials(b2 + o + META_BYTES + (l2 << 4), b2 + o + META_BYTES + 512 + (l2 << 4), b2 + o + 8 + l2, xs, xw), rowBias(b2 + o + 8 + l2, bs));
-    const r3 = i32x4.sub(rowPartials(b3 + o + META_BYTES + (l3 << 4), b3 + o + META_BYTES + 512 + (l3 << 4), b3 + o + 8 + l3, xs, xw), rowBias(b3 + o + 8 + l3, bs));
+    const bs = sums + (<usize>sb << 5);
+    const r0 = i32x4.sub(rowPartials(b0 + o + META_BYTES + (l0 << 4), b0 + o + META_BYTES + 512 + (l0 << 4), b0 + o + 8 + (l0 << 4), xs, xw), rowBias(b0 + o + 8 + (l0 << 4), bs));
+    const r1 = i32x4.sub(rowPartials(b1 + o + META_BYTES + (l1 << 4), b1 + o + META_BYTES + 512 + (l1 << 4), b1 + o + 8 + (l1 << 4), xs, xw), rowBias(b1 + o + 8 + (l1 << 4), bs));
+    const r2 = i32x4.sub(rowPartials(b2 + o + META_BYTES + (l2 << 4), b2 + o + META_BYTES + 512 + (l2 << 4), b2 + o + 8 + (l2 << 4), xs, xw), rowBias(b2 + o + 8 + (l2 << 4), bs));
+    const r3 = i32x4.sub(rowPartials(b3 + o + META_BYTES + (l3 << 4), b3 + o + META_BYTES + 512 + (l3 << 4), b3 + o + 8 + (l3 << 4), xs, xw), rowBias(b3 + o + 8 + (l3 << 4), bs));
     const isum = transposeSum(r0, r1, r2, r3);
     const hd = i32x4(<i32>load<i16>(b0 + o + (l0 << 1)), <i32>load<i16>(b1 + o + (l1 << 1)), <i32>load<i16>(b2 + o + (l2 << 1)), <i32>load<i16>(b3 + o + (l3 << 1)));
     const d = f32x4.mul(v128.load32_splat(dxs + (<usize>sb << 2)), halvesToF32Finite(hd, signEm, pow2_112));
