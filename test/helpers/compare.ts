@@ -1,3 +1,7 @@
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
 import { Kernels } from "../../src/kernels/api.js";
 import { createWasmKernels } from "../../src/kernels/wasm/kernels.js";
 import { loadSmallThinker, LoadOptions } from "../../src/model/load.js";
@@ -14,8 +18,36 @@ export function testKernels(): Promise<Kernels> {
   return kernelsPromise;
 }
 
+/**
+ * SMALLTHINKER_ORACLE_CACHE=DIR keeps llama.cpp's logits in DIR, keyed by the model file's bytes,
+ * the tokens and node-llama-cpp's version, so a mutation run (npm run mutation) computes them once
+ * instead of once per mutant. The tests themselves never set it: every suite run asks llama.cpp.
+ */
+const ORACLE_CACHE = process.env.SMALLTHINKER_ORACLE_CACHE;
+
 /** llama.cpp's logits for every position of `tokens` (F32 KV cache, no flash attention). */
 export async function oracleLogits(path: string, tokens: number[], vocab: number): Promise<Float32Array[]> {
+  if (!ORACLE_CACHE) return computeOracleLogits(path, tokens, vocab);
+  const entry = createRequire(import.meta.url).resolve("node-llama-cpp");
+  const packageJson = join(entry.slice(0, entry.lastIndexOf("/node_modules/node-llama-cpp/") + "/node_modules/node-llama-cpp/".length), "package.json");
+  const version = (JSON.parse(readFileSync(packageJson, "utf8")) as { version: string }).version;
+  const key = createHash("sha256").update(readFileSync(path)).update(JSON.stringify([tokens, vocab, version])).digest("hex");
+  const file = join(ORACLE_CACHE, `${key}.f32`);
+  if (existsSync(file)) {
+    const raw = readFileSync(file);
+    const all = new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
+    return tokens.map((_, i) => all.slice(i * vocab, (i + 1) * vocab));
+  }
+  const rows = await computeOracleLogits(path, tokens, vocab);
+  mkdirSync(ORACLE_CACHE, { recursive: true });
+  const all = new Float32Array(rows.length * vocab);
+  rows.forEach((row, i) => all.set(row, i * vocab));
+  writeFileSync(`${file}.${process.pid}`, new Uint8Array(all.buffer));
+  renameSync(`${file}.${process.pid}`, file);
+  return rows;
+}
+
+async function computeOracleLogits(path: string, tokens: number[], vocab: number): Promise<Float32Array[]> {
   const llama = await getOracle();
   const model = await llama.loadModel({ modelPath: path });
   try {

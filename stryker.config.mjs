@@ -1,0 +1,64 @@
+// Mutation testing of the numeric and protocol core (issue 13). Not part of `npm test` or CI:
+//   npm run mutation -- AREA        (AREA: sampling, model, tokenizer, experts, server, quant)
+// scripts/mutation.mjs builds once, then runs Stryker with MUTATION_AREA set. Each area mutates its
+// folder and runs only the test files that exercise it; a mutant runs only those of them whose
+// run reached its code (coverage per test file), one at a time (--concurrency 1 leaves a core).
+const AREAS = {
+  sampling: {
+    mutate: ["src/sampling/**/*.ts"],
+    tests: ["sampling.test.js", "sampling-internals.test.js"],
+  },
+  model: {
+    mutate: ["src/model/**/*.ts"],
+    // agreement with llama.cpp, whose logits come from the oracle cache after the first run
+    tests: ["model-config.test.js", "agreement.test.js", "budget.test.js"],
+  },
+  tokenizer: {
+    mutate: ["src/tokenizer/**/*.ts"],
+    tests: ["tokenizer.test.js", "tokenizer-errors.test.js", "tokenizer-pretokenizer.test.js", "tokenizer-quirks.test.js", "tokenizer-streaming.test.js", "tokenizer-oracle.test.js"],
+  },
+  experts: {
+    // io-worker.ts runs in worker threads, which the coverage hook does not reach
+    mutate: ["src/experts/**/*.ts", "!src/experts/io-worker.ts"],
+    tests: ["budget.test.js"],
+  },
+  server: {
+    // request handling: parsing, fields, errors, admission, responses
+    mutate: ["src/server/**/*.ts"],
+    tests: ["server-errors.test.js", "server-api.test.js", "server-queue.test.js"],
+  },
+  // being rewritten (another branch): configured, not yet run
+  quant: {
+    mutate: ["src/quant/**/*.ts"],
+    tests: ["quant.test.js"],
+  },
+};
+
+const area = process.env.MUTATION_AREA;
+if (!area || !AREAS[area]) throw new Error(`MUTATION_AREA must be one of ${Object.keys(AREAS).join(", ")} (use npm run mutation -- AREA)`);
+const { mutate, tests } = AREAS[area];
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  mutate,
+  testRunner: "tap",
+  tap: { testFiles: tests.map((file) => `dist/test/${file}`), forceBail: false },
+  plugins: ["@stryker-mutator/tap-runner"],
+  // the instrumented TypeScript is compiled in the sandbox; the kernels (build/) come built
+  buildCommand: "tsc -p tsconfig.json",
+  coverageAnalysis: "perTest",
+  // module-level constants would need every test file for each mutant: listed as ignored instead
+  ignoreStatic: true,
+  concurrency: 1,
+  timeoutMS: 30000,
+  timeoutFactor: 2,
+  incremental: true,
+  incrementalFile: `reports/mutation/${area}-incremental.json`,
+  ignorePatterns: [".cache", "dist", "scratch", "reports", "bench/results", "*.gguf"],
+  tempDirName: ".stryker-tmp",
+  cleanTempDir: true,
+  reporters: ["clear-text", "progress", "json", "html"],
+  jsonReporter: { fileName: `reports/mutation/${area}.json` },
+  htmlReporter: { fileName: `reports/mutation/${area}.html` },
+  clearTextReporter: { allowColor: false, logTests: false, maxTestsToLog: 0 },
+};
