@@ -6,7 +6,7 @@
 const AREAS = {
   sampling: {
     mutate: ["src/sampling/**/*.ts"],
-    tests: ["sampling.test.js", "sampling-internals.test.js"],
+    tests: ["sampling-internals.test.js", "sampling.test.js", "sampling-vocabulary.test.js"],
   },
   model: {
     mutate: ["src/model/**/*.ts"],
@@ -42,7 +42,8 @@ const { mutate, tests } = AREAS[area];
 export default {
   mutate,
   testRunner: "tap",
-  tap: { testFiles: tests.map((file) => `dist/test/${file}`), forceBail: false },
+  // a mutant's run stops at its first failing test
+  tap: { testFiles: tests.map((file) => `dist/test/${file}`), forceBail: true },
   plugins: ["@stryker-mutator/tap-runner"],
   // the instrumented TypeScript is compiled in the sandbox; the kernels (build/) come built
   buildCommand: "tsc -p tsconfig.json",
