@@ -6,7 +6,7 @@
 const AREAS = {
   sampling: {
     mutate: ["src/sampling/**/*.ts"],
-    tests: ["sampling-internals.test.js", "sampling.test.js", "sampling-vocabulary.test.js"],
+    tests: ["sampling-options.test.js", "sampling-internals.test.js", "sampling.test.js", "sampling-vocabulary.test.js"],
   },
   model: {
     mutate: ["src/model/**/*.ts"],
@@ -56,7 +56,8 @@ export default {
   incremental: true,
   incrementalFile: `reports/mutation/${area}-incremental.json`,
   ignorePatterns: [".cache", "dist", "scratch", "reports", "bench/results", "*.gguf"],
-  tempDirName: ".stryker-tmp",
+  // one sandbox folder per area, so runs of two areas never clean up each other's
+  tempDirName: `.stryker-tmp/${area}`,
   cleanTempDir: true,
   reporters: ["clear-text", "progress", "json", "html"],
   jsonReporter: { fileName: `reports/mutation/${area}.json` },
