@@ -6,7 +6,13 @@
 const AREAS = {
   sampling: {
     mutate: ["src/sampling/**/*.ts"],
-    tests: ["sampling-options.test.js", "sampling-internals.test.js", "sampling.test.js", "sampling-vocabulary.test.js"],
+    tests: ["sampling-options.test.js", "sampling-candidates.test.js", "sampling-internals.test.js", "sampling.test.js", "sampling-vocabulary.test.js"],
+    // the filter chain and the penalties, without the whole-vocabulary tests: a run that fits in
+    // an hour on a shared machine
+    core: {
+      mutate: ["src/sampling/candidates.ts", "src/sampling/penalties.ts", "src/sampling/sampler.ts"],
+      tests: ["sampling-options.test.js", "sampling-candidates.test.js", "sampling-internals.test.js", "sampling.test.js"],
+    },
   },
   model: {
     mutate: ["src/model/**/*.ts"],
