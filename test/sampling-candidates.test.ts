@@ -52,8 +52,9 @@ test("min-p applies after top-k too, and min-p 1 keeps exactly the tokens tied w
 
 test("top-p 1 after top-k keeps a token whose weight underflows at temperature 1 but not at 1000", () => {
   // exp(-800) is 0 in doubles, exp(-800 / 1000) is 0.45: the second token must stay drawable
-  assert.deepEqual(candidates([0, -800], { topK: 2, topP: 1, minP: 0 }), [0, 1]);
-  assert.deepEqual([...drawn([0, -800], { topK: 2, topP: 1, minP: 0, temperature: 1000 })].sort(), [0, 1]);
+  // (three tokens, so that top-k 2 is a real cut and takes the top-k path)
+  assert.deepEqual(candidates([0, -800, -900], { topK: 2, topP: 1, minP: 0 }), [0, 1]);
+  assert.deepEqual([...drawn([0, -800, -900], { topK: 2, topP: 1, minP: 0, temperature: 1000 })].sort(), [0, 1]);
 });
 
 test("huge logits are drawn by their differences: weights never overflow", () => {
