@@ -82,3 +82,14 @@ test("without filters, a draw is the inverse CDF of one uniform over the tokens 
   }
   assert.ok(differs > 10, "the seeds reach more than the most likely token");
 });
+
+test("top-k equal to the vocabulary size draws what top-k 0 draws, seed for seed", () => {
+  const logits = Float32Array.from([0, 3, 1, 2, -1, 2.5]);
+  for (const filters of [{ topP: 1, minP: 0 }, { topP: 0.9, minP: 0 }, { topP: 1, minP: 0.1 }]) {
+    const off = new Sampler({ seed: 5, temperature: 1, topK: 0, ...filters }, logits.length);
+    const whole = new Sampler({ seed: 5, temperature: 1, topK: logits.length, ...filters }, logits.length);
+    const a = Array.from({ length: 200 }, () => off.sample(logits, []));
+    const b = Array.from({ length: 200 }, () => whole.sample(logits, []));
+    assert.deepEqual(b, a, JSON.stringify(filters));
+  }
+});
