@@ -17,9 +17,11 @@ const AREAS = {
   model: {
     mutate: ["src/model/**/*.ts"],
     // agreement with llama.cpp, whose logits come from the oracle cache after the first run;
-    // MUTATION_SCOPE=core leaves out plan.ts and the budget tests (a run that fits in an hour)
+    // MUTATION_SCOPE=core leaves out plan.ts and the budget tests; numeric is RoPE and routing only
     tests: ["model-config.test.js", "agreement.test.js", "budget.test.js"],
     core: { mutate: ["src/model/**/*.ts", "!src/model/plan.ts"], tests: ["model-config.test.js", "agreement.test.js"] },
+    // RoPE tables and expert routing alone: a run of minutes
+    numeric: { mutate: ["src/model/rope.ts", "src/model/routing.ts"], tests: ["model-config.test.js", "agreement.test.js"] },
   },
   tokenizer: {
     mutate: ["src/tokenizer/**/*.ts"],
@@ -44,7 +46,10 @@ const AREAS = {
 
 const area = process.env.MUTATION_AREA;
 if (!area || !AREAS[area]) throw new Error(`MUTATION_AREA must be one of ${Object.keys(AREAS).join(", ")} (use npm run mutation -- AREA)`);
-const { mutate, tests } = process.env.MUTATION_SCOPE === "core" && AREAS[area].core ? AREAS[area].core : AREAS[area];
+const scope = process.env.MUTATION_SCOPE;
+if (scope && !AREAS[area][scope]) throw new Error(`MUTATION_SCOPE=${scope} is not defined for ${area}`);
+const { mutate, tests } = scope ? AREAS[area][scope] : AREAS[area];
+const reportName = scope ? `${area}-${scope}` : area;
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
@@ -63,13 +68,13 @@ export default {
   timeoutMS: 5000,
   timeoutFactor: 1.5,
   incremental: true,
-  incrementalFile: `reports/mutation/${area}${process.env.MUTATION_SCOPE === "core" ? "-core" : ""}-incremental.json`,
+  incrementalFile: `reports/mutation/${reportName}-incremental.json`,
   ignorePatterns: [".cache", "dist", "scratch", "reports", "bench/results", "*.gguf", ".stryker-tmp"],
   // one sandbox folder per area, so runs of two areas never clean up each other's
   tempDirName: `.stryker-tmp/${area}`,
   cleanTempDir: true,
   reporters: ["clear-text", "progress", "json", "html"],
-  jsonReporter: { fileName: `reports/mutation/${area}${process.env.MUTATION_SCOPE === "core" ? "-core" : ""}.json` },
-  htmlReporter: { fileName: `reports/mutation/${area}${process.env.MUTATION_SCOPE === "core" ? "-core" : ""}.html` },
+  jsonReporter: { fileName: `reports/mutation/${reportName}.json` },
+  htmlReporter: { fileName: `reports/mutation/${reportName}.html` },
   clearTextReporter: { allowColor: false, logTests: false, maxTestsToLog: 0 },
 };
