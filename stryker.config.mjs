@@ -18,10 +18,10 @@ const AREAS = {
     mutate: ["src/model/**/*.ts"],
     // agreement with llama.cpp, whose logits come from the oracle cache after the first run;
     // MUTATION_SCOPE=core leaves out plan.ts and the budget tests; numeric is RoPE and routing only
-    tests: ["model-config.test.js", "agreement.test.js", "budget.test.js"],
-    core: { mutate: ["src/model/**/*.ts", "!src/model/plan.ts"], tests: ["model-config.test.js", "agreement.test.js"] },
+    tests: ["routing.test.js", "model-config.test.js", "agreement.test.js", "budget.test.js"],
+    core: { mutate: ["src/model/**/*.ts", "!src/model/plan.ts"], tests: ["routing.test.js", "model-config.test.js", "agreement.test.js"] },
     // RoPE tables and expert routing alone: a run of minutes
-    numeric: { mutate: ["src/model/rope.ts", "src/model/routing.ts"], tests: ["model-config.test.js", "agreement.test.js"] },
+    numeric: { mutate: ["src/model/rope.ts", "src/model/routing.ts"], tests: ["routing.test.js", "model-config.test.js", "agreement.test.js"] },
   },
   tokenizer: {
     mutate: ["src/tokenizer/**/*.ts"],
