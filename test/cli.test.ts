@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadModel } from "../src/engine/model.js";
+import { loadModel, Model } from "../src/engine/model.js";
+import { formatActivity, measureActivity } from "../src/engine/activity.js";
 import { testModel } from "./helpers/models.js";
 
 const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
@@ -24,10 +25,24 @@ function run(args: string[], input?: string): Promise<{ code: number | null; std
   });
 }
 
-test("run streams a completion after the prompt and reports speed", async () => {
-  const { code, stdout, stderr } = await run(["run", "-m", testModel({ preset: "demo" }), "-p", "Hello", "-n", "6", "--seed", "1"]);
+/** The library on the same file with the CLI's defaults (f16 KV cache, context 4096). */
+async function withLibrary<T>(path: string, use: (model: Model) => Promise<T>): Promise<T> {
+  const model = await loadModel(path);
+  try {
+    return await use(model);
+  } finally {
+    await model.close();
+  }
+}
+
+test("run streams the library's completion after the prompt and reports speed", async () => {
+  const path = testModel({ preset: "demo" });
+  const { code, stdout, stderr } = await run(["run", "-m", path, "-p", "Hello", "-n", "6", "--seed", "1"]);
   assert.equal(code, 0, stderr);
   assert.ok(stdout.startsWith("Hello") && stdout.length > "Hello\n".length, stdout);
+  const expected = await withLibrary(path, (model) => model.generate("Hello", { maxTokens: 6, seed: 1 }).complete());
+  assert.equal(expected.completionTokens, 6);
+  assert.equal(stdout, `Hello${expected.text}\n`);
   assert.match(stderr, /RANDOM WEIGHTS/);
   assert.match(stderr, /generated 6 tokens .* tok\/s/);
 });
@@ -52,19 +67,52 @@ test("logits writes every position's logits, equal to the library's", async () =
   }
 });
 
-test("chat answers each line and keeps going until /exit", async () => {
-  const { code, stdout, stderr } = await run(["chat", "-m", testModel({ preset: "demo" }), "-n", "4", "--seed", "2", "--stats"], "hello\nand again\n/exit\nnever answered\n");
+test("chat answers each line with the library's reply to the conversation so far, /reset forgets it, /exit ends", async () => {
+  const path = testModel({ preset: "demo" });
+  const { code, stdout, stderr } = await run(["chat", "-m", path, "-n", "4", "--seed", "2", "--stats"], "hello\nand again\n/reset\nhello\n/exit\nnever read\n");
   assert.equal(code, 0, stderr);
-  // one speed line per reply: both messages answered, nothing after /exit
-  assert.equal(stderr.match(/generated 4 tokens/g)?.length, 2, stderr);
-  // piped input: the replies alone, no "> " prompts among them
-  assert.doesNotMatch(stdout, /^> /m, stdout);
+  // one speed line per reply: three messages answered, nothing after /exit
+  assert.equal(stderr.match(/generated 4 tokens/g)?.length, 3, stderr);
+  const options = { maxTokens: 4, seed: 2 };
+  const [first, second] = await withLibrary(path, async (model) => {
+    const first = (await model.chat([{ role: "user", content: "hello" }], options).complete()).text;
+    const history = [{ role: "user" as const, content: "hello" }, { role: "assistant" as const, content: first }, { role: "user" as const, content: "and again" }];
+    return [first, (await model.chat(history, options).complete()).text];
+  });
+  assert.ok(first.length > 0 && second.length > 0);
+  // piped input: stdout carries the replies alone, no "> " prompts; notices go to stderr.
+  // After /reset the same first line gets the same first reply: nothing of the old turns is left.
+  assert.equal(stdout, `${first}\n${second}\n${first}\n`);
+  assert.match(stderr, /\(conversation cleared\)/);
 });
 
-test("stats measures routing and sparsity", async () => {
-  const { code, stdout, stderr } = await run(["stats", "-m", testModel({ preset: "tiny" }), "--tokens", "64"]);
+test("synth writes what it claims and stats measures it: the library's report, within a stated band of the claims", async () => {
+  const path = join(dir, "skewed.gguf");
+  const shape = ["--layers", "4", "--hidden", "128", "--expert-ffn", "128", "--experts", "16", "--experts-used", "2"];
+  const made = await run(["synth", "--preset", "tiny", "--type", "Q8_0", ...shape, "--skew", "0.25,0.4", "--sparsity", "0.7", "--out", path]);
+  assert.equal(made.code, 0, made.stderr);
+  const { code, stdout, stderr } = await run(["stats", "-m", path, "--tokens", "384"]);
   assert.equal(code, 0, stderr);
   assert.match(stdout, /ReGLU sparsity: \d+\.\d% of gate outputs ≤ 0/);
+  const report = await withLibrary(path, (model) => measureActivity(model, 384));
+  assert.equal(stdout, `${formatActivity(report)}\n`);
+
+  const number = (pattern: RegExp) => Number(pattern.exec(stdout)?.[1]);
+  assert.match(stdout, /file claims: 25\.0% hot experts at frequency 0\.40, sparsity 70\.0%/);
+  // the bands of test/synth-claims.test.ts, which checks the generator itself: hot experts chosen
+  // within 0.1 of the claimed frequency, sparsity within 0.05; a hot expert that falls under the
+  // 0.3 threshold (or a cold one over it) moves the hot share by 1/16 per layer (measured 23.4%,
+  // mean 0.419, sparsity 71.0%, layers 70.0–72.6%)
+  const hotShare = number(/routing: (\d+\.\d)% of experts are hot/) / 100;
+  assert.ok(Math.abs(hotShare - 0.25) <= 1 / 16, `hot share ${hotShare}`);
+  const hotMean = number(/with mean frequency (\d\.\d+)/);
+  assert.ok(Math.abs(hotMean - 0.4) <= 0.1, `hot experts' mean frequency ${hotMean}`);
+  const sparsity = number(/ReGLU sparsity: (\d+\.\d)%/) / 100;
+  assert.ok(Math.abs(sparsity - 0.7) <= 0.05, `sparsity ${sparsity}`);
+  for (const [what, pattern] of [["min", /min (\d+\.\d)%/], ["max", /max (\d+\.\d)%/]] as const) {
+    const layer = number(pattern) / 100;
+    assert.ok(Math.abs(layer - 0.7) <= 0.05, `per-layer ${what} sparsity ${layer}`);
+  }
 });
 
 test("mistakes get a clear message and a non-zero exit, never a stack trace", async () => {

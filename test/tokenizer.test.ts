@@ -76,28 +76,15 @@ describe("Tokenizer on the real Qwen2 vocabulary", () => {
     assert.throws(() => tokenizer.encode(42 as unknown as string), /encode: expected a string, got number/);
   });
 
-  test("builds from the 151,936-token metadata in well under 2 s", () => {
-    const timings = [1, 2].map(() => {
-      const start = performance.now();
-      Tokenizer.fromGguf(metadata);
-      return performance.now() - start;
-    });
-    assert.ok(Math.min(...timings) < 1000, `construction took ${timings.map((t) => t.toFixed(0)).join(", ")} ms`);
-  });
-
-  // Best of three fresh tokenizers (each with an empty piece cache): the machine is shared, and one
-  // descheduling should not fail the test.
-  test("encodes 10 KB of varied text in well under 100 ms, right after construction", () => {
+  // Construction and encoding speed are measured by bench/latency.ts, not asserted here.
+  test("a freshly built tokenizer (empty piece cache) round-trips 10 KB of varied text", () => {
     const text = randomTexts(400, 5).join("\n").slice(0, 10_000);
-    const timings = [1, 2, 3].map(() => {
+    for (let i = 0; i < 2; i++) {
       const fresh = Tokenizer.fromGguf(metadata);
-      const start = performance.now();
       const ids = fresh.encode(text);
-      const elapsed = performance.now() - start;
+      assert.deepEqual(ids, tokenizer.encode(text), "the same ids as a tokenizer that has seen other text");
       assert.equal(fresh.decode(ids), text);
-      return elapsed;
-    });
-    assert.ok(Math.min(...timings) < 100, `encoding took ${timings.map((t) => t.toFixed(0)).join(", ")} ms`);
+    }
   });
 });
 

@@ -1,12 +1,14 @@
 import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import koffi from "koffi";
+import type Koffi from "koffi";
+import { oracleMissing } from "./oracle.js";
 
 /**
  * ggml's own C functions from node-llama-cpp's prebuilt binaries, called through koffi: the
- * oracle for bit-exact quantization, products and the GGUF format. Loading fails softly (the
- * loaders return the reason) where the binaries are absent, e.g. on another platform.
+ * oracle for bit-exact quantization, products and the GGUF format. Where the binaries are absent
+ * (e.g. on another platform) the tests that need them fail saying how to install them, unless the
+ * run is marked oracle-free (see oracle.ts).
  */
 
 /** Where node-llama-cpp keeps its prebuilt libraries: bins/<platform>/ (throws if absent). */
@@ -364,9 +366,13 @@ function loadCpuVariants(directory: string): GgmlCpuVariant[] {
 
 let loaded: { base: GgmlBase; cpuVariants: GgmlCpuVariant[] } | { reason: string } | undefined;
 
+// loaded on first use, so that a missing koffi fails the tests that need it with the install hint
+let koffi: typeof Koffi;
+
 function load() {
   if (!loaded) {
     try {
+      koffi = createRequire(import.meta.url)("koffi") as typeof Koffi;
       const directory = findBinaryDirectory();
       loaded = { base: loadBase(directory), cpuVariants: loadCpuVariants(directory) };
     } catch (error) {
@@ -376,14 +382,17 @@ function load() {
   return loaded;
 }
 
-/** libggml-base, or the reason it cannot be loaded (for `test(..., { skip })`). */
-export function ggmlBase(): GgmlBase | string {
+/** libggml-base; throws, saying how to install it, where it cannot be loaded. */
+export function ggmlBase(): GgmlBase {
   const l = load();
-  return "reason" in l ? l.reason : l.base;
+  if ("reason" in l) throw oracleMissing("ggml (node-llama-cpp's prebuilt libggml-base)", l.reason);
+  return l.base;
 }
 
-/** The CPU backend variants this machine can run, the one llama.cpp would load first. */
-export function ggmlCpuVariants(): GgmlCpuVariant[] | string {
+/** The CPU backend variants this machine can run, the one llama.cpp would load first (at least one). */
+export function ggmlCpuVariants(): GgmlCpuVariant[] {
   const l = load();
-  return "reason" in l ? l.reason : l.cpuVariants;
+  if ("reason" in l) throw oracleMissing("ggml (node-llama-cpp's prebuilt libggml-cpu-*)", l.reason);
+  if (l.cpuVariants.length === 0) throw new Error("no CPU backend variant of node-llama-cpp's prebuilt runs on this machine: llama.cpp cannot run here");
+  return l.cpuVariants;
 }
