@@ -360,6 +360,19 @@ describe("element-wise kernels match the reference bit for bit", () => {
     }
   });
 
+  test("sumBlocks (the bandwidth probe) sums every word, wrapping, however the blocks are cut", () => {
+    for (const blocks of [1, 3, 1000]) {
+      const words = new Int32Array(blocks * 16);
+      let state = 12345 + blocks;
+      for (let i = 0; i < words.length; i++) words[i] = state = (Math.imul(state, 1664525) + 1013904223) | 0;
+      let expected = 0;
+      for (const w of words) expected = (expected + w) | 0;
+      for (const side of [sideFor(wasm1), sideFor(wasm2), sideFor(reference)]) {
+        assert.equal(side.kernels.sumBlocks(side.arena, side.put(words), blocks), expected, `${side.kernels.name} ${side.kernels.threads}t, ${blocks} blocks`);
+      }
+    }
+  });
+
   test("rope", () => {
     for (const [n, heads, headDim] of [[1, 12, 128], [5, 3, 16], [6, 2, 10]] as const) {
       const x = randoms(n * heads * headDim, headDim, 2);

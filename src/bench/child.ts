@@ -1,5 +1,6 @@
 import { loadModel } from "../engine/model.js";
-import { BenchJob, EngineMeasurement, benchPrompt } from "./measure.js";
+import { measureReadBandwidth } from "./bandwidth.js";
+import { BandwidthJob, BenchJob, EngineMeasurement, benchPrompt } from "./measure.js";
 
 /**
  * Runs one benchmark job in its own process (so peak memory is the engine's alone) and prints the
@@ -14,7 +15,7 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
   const decode: number[] = [];
   const engine = model.engine;
   const counters = engine.experts.counters;
-  const decodeTotals = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, predictedReads: 0, predictedUsed: 0, tokens: 0 };
+  const decodeTotals = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, predictedReads: 0, predictedUsed: 0, tokens: 0, active: 0, evaluated: 0 };
   const argmax = (logits: Float32Array) => {
     let best = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
@@ -29,6 +30,7 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
     engine.forward(prompt, { logits: "last", onLogits: keep });
     prefill.push((job.promptTokens / (performance.now() - t)) * 1000);
     const before = { ...counters };
+    const activeBefore = { active: engine.stats.gateActive, total: engine.stats.gateTotal };
     t = performance.now();
     for (let i = 0; i < job.genTokens; i++) engine.forward([argmax(logits)], { logits: "last", onLogits: keep });
     decode.push((job.genTokens / (performance.now() - t)) * 1000);
@@ -39,6 +41,8 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
     decodeTotals.predictedReads += counters.predictedReads - before.predictedReads;
     decodeTotals.predictedUsed += counters.predictedUsed - before.predictedUsed;
     decodeTotals.tokens += job.genTokens;
+    decodeTotals.active += engine.stats.gateActive - activeBefore.active;
+    decodeTotals.evaluated += engine.stats.gateTotal - activeBefore.total;
   }
   const plan = engine.plan;
   const experts = {
@@ -52,7 +56,7 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
   };
   const note = `kernels ${model.kernels.name}` + (job.memory !== undefined ? `, budget ${(job.memory / 2 ** 20).toFixed(0)} MiB, ${job.policy ?? "frequency"} policy` : "");
   await model.close();
-  return { engine: "smallthinker", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, kvBytes: plan.kv, loadMs, note, experts };
+  return { engine: "smallthinker", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, kvBytes: plan.kv, loadMs, note, experts, decodeActiveShare: decodeTotals.active / Math.max(1, decodeTotals.evaluated) };
 }
 
 async function runLlama(job: BenchJob): Promise<EngineMeasurement> {
@@ -119,7 +123,11 @@ async function runLlamaDirect(job: BenchJob): Promise<EngineMeasurement> {
   return { engine: "llama.cpp", threads: job.threads, prefill, decode, peakRss: process.resourceUsage().maxRSS * 1024, loadMs, note };
 }
 
-const job = JSON.parse(process.argv[2]!) as BenchJob;
+const job = JSON.parse(process.argv[2]!) as BenchJob | BandwidthJob;
+if (job.engine === "bandwidth") {
+  process.stdout.write(`${JSON.stringify({ bytesPerSecond: await measureReadBandwidth(job.threads) })}\n`);
+  process.exit(0);
+}
 if (job.noRepack && job.llamaDriver !== "direct") throw new Error("node-llama-cpp cannot turn weight repacking off; use llamaDriver \"direct\"");
 const measurement =
   job.engine === "smallthinker" ? await runOurs(job) : job.llamaDriver === "direct" ? await runLlamaDirect(job) : await runLlama(job);

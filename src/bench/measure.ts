@@ -11,6 +11,8 @@ export interface EngineMeasurement {
   kvBytes?: number;
   loadMs: number;
   note?: string;
+  /** smallthinker: share of the chosen experts' neurons active (gate > 0) while decoding. */
+  decodeActiveShare?: number;
   /** smallthinker under a budget: expert cache behaviour during decode, per token. */
   experts?: {
     hitRate: number; bytesReadPerToken: number; stallMsPerToken: number; cachedExperts: number; totalExperts: number;
@@ -41,6 +43,12 @@ export interface BenchJob {
   llamaDriver?: "node-llama-cpp" | "direct";
   /** llama.cpp through the direct driver only: no weight repacking (llama.cpp's --no-repack). */
   noRepack?: boolean;
+}
+
+/** The memory read-bandwidth probe (src/bench/bandwidth.ts) at a thread count. */
+export interface BandwidthJob {
+  engine: "bandwidth";
+  threads: number;
 }
 
 export interface Summary {

@@ -190,6 +190,11 @@ export interface Kernels {
   moeCombine(arena: Arena, y: Ptr, weights: Ptr, n: number, k: number, hidden: number, residual: Ptr, out: Ptr): void;
   /** dst f32 [n][cols] = dequantized raw GGUF rows at src (n consecutive rows of `type`). */
   dequantizeRows(arena: Arena, type: GgmlType, src: Ptr, n: number, cols: number, dst: Ptr): void;
+  /**
+   * The wrapping i32 sum of the little-endian i32 words in `blocks` 64-byte blocks at src, read on
+   * every thread: the benchmark's memory-bandwidth probe.
+   */
+  sumBlocks(arena: Arena, src: Ptr, blocks: number): number;
 
   /** Lets other threads pack weights into this kernel set's layouts (bit-identical to `pack`). */
   readonly packer: PackerDescriptor;

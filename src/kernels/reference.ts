@@ -286,6 +286,13 @@ export class ReferenceKernels implements Kernels {
     for (let r = 0; r < n; r++) dequantize(arena.bytes, src + r * rowBytes, arena.f32(dst + 4 * r * cols, cols));
   }
 
+  sumBlocks(arena: Arena, src: Ptr, blocks: number): number {
+    const words = new Int32Array(arena.bytes.buffer, arena.bytes.byteOffset + src, blocks * 16);
+    let sum = 0;
+    for (let i = 0; i < words.length; i++) sum = (sum + words[i]!) | 0;
+    return sum;
+  }
+
   async dispose(): Promise<void> {}
 }
 

@@ -1,18 +1,24 @@
-import { statSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
+import { basename } from "node:path";
+import { ModelHeader, decodeTraffic, readModelHeader } from "../../bench/roofline.js";
 import { ActivityReport, formatActivity, measureActivity } from "../../engine/activity.js";
 import { loadModel } from "../../engine/model.js";
 import { BenchJob, EngineMeasurement, summarize } from "../../bench/measure.js";
-import { runBenchChild } from "../../bench/spawn.js";
+import { runBandwidthChild, runBenchChild } from "../../bench/spawn.js";
 import { CommandError, UsageError, formatBytes, helpHint, parseCommand, parseInteger, parseSizeOption } from "../args.js";
 import { resolveModelPath } from "../open-model.js";
 
-export const BENCH_HELP = `smallthinker bench [-m FILE] [options]
+export const BENCH_HELP = `smallthinker bench [-m FILE]... [options]
 
 Measures smallthinker and llama.cpp (node-llama-cpp's prebuilt CPU build) on the same GGUF in one
 run: prompt processing (prefill) and generation (decode) speed, at each thread count, each engine
-in its own process (so peak memory is its own); then the model's routing skew and ReGLU sparsity.
+in its own process (so peak memory is its own); the machine's read bandwidth at each thread count
+and, per engine, the bytes a decoded token reads and the share of that bandwidth floor reached;
+then the model's routing skew and ReGLU sparsity. Several -m models are measured in one run, and
+their ratios to llama.cpp compared with the first model's.
 
-  -m, --model M         SmallThinker GGUF, or hf:OWNER/NAME[:QUANT] (default: the demo model)
+  -m, --model M         SmallThinker GGUF, or hf:OWNER/NAME[:QUANT] (default: the demo model);
+                        repeat for several models
   --prompt-tokens N     prompt length (default 512)
   --gen-tokens N        tokens generated after it (default 128)
   --threads LIST        thread counts, comma-separated (default 1,2)
@@ -78,10 +84,84 @@ export function formatBench(results: EngineMeasurement[], header: string, fileBy
 }
 
 export const BENCH_OPTIONS = {
-  model: { type: "string", short: "m" }, "prompt-tokens": { type: "string" }, "gen-tokens": { type: "string" },
+  model: { type: "string", short: "m", multiple: true }, "prompt-tokens": { type: "string" }, "gen-tokens": { type: "string" },
   threads: { type: "string" }, reps: { type: "string" }, engines: { type: "string" }, memory: { type: "string" },
   json: { type: "string" }, "stats-tokens": { type: "string" }, help: { type: "boolean", short: "h" },
 } as const;
+
+const GB = 1e9;
+
+/**
+ * The roofline: per engine and thread count, the bytes a decoded token reads at the mean decode
+ * context (smallthinker reads only the active neurons' up rows and down columns, llama.cpp every
+ * chosen expert whole; both keep an f16 KV cache) and the share of the bandwidth floor reached.
+ */
+export function formatRoofline(results: EngineMeasurement[], bandwidth: Map<number, number>, model: ModelHeader, context: number): string {
+  const rows = [
+    `Roofline at context ${context}: the bytes a decoded token reads, and the decode speed those bytes allow at the measured read bandwidth`,
+    "",
+    "| engine | threads | read bandwidth | MB per token: dense + experts + head + KV = total | floor tok/s | decode / floor |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const r of results) {
+    const bytesPerSecond = bandwidth.get(r.threads);
+    if (bytesPerSecond === undefined) continue;
+    const activeShare = r.engine === "smallthinker" ? (r.decodeActiveShare ?? 1) : 1;
+    const t = decodeTraffic(model.tensors, model.config, { context, activeShare, kvElementBytes: 2 });
+    const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+    const floor = bytesPerSecond / t.total;
+    const decode = summarize(r.decode).median;
+    rows.push(
+      `| ${r.engine} | ${r.threads} | ${(bytesPerSecond / GB).toFixed(1)} GB/s | ${mb(t.dense)} + ${mb(t.experts)} + ${mb(t.head)} + ${mb(t.kv)} = ${mb(t.total)} | ${floor.toFixed(1)} | ${((decode / floor) * 100).toFixed(0)} % |`,
+    );
+  }
+  const shares = results.filter((r) => r.decodeActiveShare !== undefined).map((r) => r.decodeActiveShare!);
+  if (shares.length) rows.push(`(smallthinker's experts: ${(shares[0]! * 100).toFixed(1)} % of the chosen experts' neurons active while decoding)`);
+  return rows.join("\n");
+}
+
+interface ModelRatios {
+  model: string;
+  threads: number;
+  prefill: number;
+  decode: number;
+}
+
+function ratiosOf(model: string, results: EngineMeasurement[]): ModelRatios[] {
+  return [...new Set(results.map((r) => r.threads))].flatMap((threads) => {
+    const ours = results.find((r) => r.engine === "smallthinker" && r.threads === threads);
+    const theirs = results.find((r) => r.engine === "llama.cpp" && r.threads === threads);
+    if (!ours || !theirs) return [];
+    const median = (values: number[]) => summarize(values).median;
+    return [{ model, threads, prefill: median(ours.prefill) / median(theirs.prefill), decode: median(ours.decode) / median(theirs.decode) }];
+  });
+}
+
+/** Several models' ratios to llama.cpp beside the first model's ratios at the same thread count. */
+export function formatRatioComparison(ratios: ModelRatios[]): string {
+  const rows = [
+    "smallthinker / llama.cpp per model, and each ratio over the first model's at the same thread count",
+    "",
+    "| model | threads | prefill ratio | decode ratio | prefill ratio / first's | decode ratio / first's |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const r of ratios) {
+    const first = ratios.find((f) => f.threads === r.threads)!;
+    rows.push(`| ${basename(r.model)} | ${r.threads} | ×${r.prefill.toFixed(2)} | ×${r.decode.toFixed(2)} | ${(r.prefill / first.prefill).toFixed(2)} | ${(r.decode / first.decode).toFixed(2)} |`);
+  }
+  return rows.join("\n");
+}
+
+async function measureBandwidth(threads: number[]): Promise<Map<number, number>> {
+  const bandwidth = new Map<number, number>();
+  for (const t of threads) {
+    console.error(`measuring read bandwidth with ${t} thread${t > 1 ? "s" : ""} …`);
+    const outcome = await runBandwidthChild({ engine: "bandwidth", threads: t });
+    if ("failure" in outcome) throw new CommandError(`smallthinker bench: the bandwidth probe (${t} threads) failed: ${outcome.failure}`);
+    bandwidth.set(t, outcome.measurement.bytesPerSecond);
+  }
+  return bandwidth;
+}
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseCommand("bench", { args: argv, allowPositionals: true, options: BENCH_OPTIONS });
@@ -99,39 +179,51 @@ export async function benchCommand(argv: string[]): Promise<void> {
   for (const engine of engines) if (engine !== "smallthinker" && engine !== "llama.cpp") throw new UsageError(`--engines: unknown engine "${engine}"`);
   const memory = values.memory === undefined ? undefined : parseSizeOption(values.memory, "--memory");
   if (engines.includes("llama.cpp")) requireNodeLlamaCpp();
-  const model = await resolveModelPath(values.model, (line) => console.error(line));
+  const models: string[] = [];
+  for (const model of values.model ?? [undefined]) models.push(await resolveModelPath(model, (line) => console.error(line)));
 
-  const probe = await loadModel(model, { kernels: "reference", contextSize: 64 });
-  const vocab = probe.config.vocabSize;
-  const synthetic = probe.info.synthetic;
-  await probe.close();
+  const bandwidth = await measureBandwidth(threads);
   const contextSize = promptTokens + genTokens + 16;
-  const results: EngineMeasurement[] = [];
-  for (const t of threads) {
-    for (const engine of engines as BenchJob["engine"][]) {
-      console.error(`measuring ${engine} with ${t} thread${t > 1 ? "s" : ""} …`);
-      results.push(await runChild({ engine, model, threads: t, promptTokens, genTokens, reps, memory: engine === "smallthinker" ? memory : undefined, contextSize, vocab }));
+  const measured: { model: string; results: EngineMeasurement[]; activity?: ActivityReport }[] = [];
+  const ratios: ModelRatios[] = [];
+  for (const model of models) {
+    const header = readModelHeader(model);
+    const results: EngineMeasurement[] = [];
+    for (const t of threads) {
+      for (const engine of engines as BenchJob["engine"][]) {
+        console.error(`${basename(model)}: measuring ${engine} with ${t} thread${t > 1 ? "s" : ""} …`);
+        results.push(await runChild({ engine, model, threads: t, promptTokens, genTokens, reps, memory: engine === "smallthinker" ? memory : undefined, contextSize, vocab: header.config.vocabSize }));
+      }
     }
-  }
-  const header =
-    `model ${model} (${formatBytes(statSync(model).size)}${synthetic ? ", RANDOM WEIGHTS (synthetic)" : ""}); ` +
-    `prefill of ${promptTokens} tokens, then ${genTokens} tokens decoded greedily; ${reps} repetitions`;
-  console.log(formatBench(results, header, statSync(model).size));
+    const title =
+      `model ${model} (${formatBytes(header.fileSize)}${header.synthetic ? ", RANDOM WEIGHTS (synthetic)" : ""}); ` +
+      `prefill of ${promptTokens} tokens, then ${genTokens} tokens decoded greedily; ${reps} repetitions`;
+    console.log(formatBench(results, title, header.fileSize));
+    console.log(`\n${formatRoofline(results, bandwidth, header, promptTokens + Math.ceil(genTokens / 2))}`);
+    ratios.push(...ratiosOf(model, results));
 
-  let activity: ActivityReport | undefined;
-  if (statsTokens > 0) {
-    const measured = await loadModel(model, { contextSize: Math.max(statsTokens + 1, 64) });
-    try {
-      activity = await measureActivity(measured, statsTokens);
-    } finally {
-      await measured.close();
+    let activity: ActivityReport | undefined;
+    if (statsTokens > 0) {
+      const loaded = await loadModel(model, { contextSize: Math.max(statsTokens + 1, 64) });
+      try {
+        activity = await measureActivity(loaded, statsTokens);
+      } finally {
+        await loaded.close();
+      }
+      console.log(`\n${formatActivity(activity)}`);
     }
-    console.log(`\n${formatActivity(activity)}`);
+    measured.push({ model, results, activity });
+    if (models.length > 1) console.log("");
   }
+  if (models.length > 1 && ratios.length) console.log(formatRatioComparison(ratios));
   if (values.json) {
-    const { frequencies, ...activitySummary } = activity ?? ({} as ActivityReport);
-    void frequencies;
-    writeFileSync(values.json, JSON.stringify({ model, promptTokens, genTokens, reps, results, activity: activity ? activitySummary : undefined, date: new Date().toISOString() }, null, 2) + "\n");
+    const summary = measured.map(({ model, results, activity }) => {
+      const { frequencies, ...activitySummary } = activity ?? ({} as ActivityReport);
+      void frequencies;
+      return { model, results, activity: activity ? activitySummary : undefined };
+    });
+    const bandwidthByThreads = Object.fromEntries(bandwidth);
+    writeFileSync(values.json, JSON.stringify({ promptTokens, genTokens, reps, bandwidth: bandwidthByThreads, models: summary, ratios, date: new Date().toISOString() }, null, 2) + "\n");
     console.error(`wrote ${values.json}`);
   }
 }

@@ -198,3 +198,23 @@ export function dequantizeRows(type: i32, src: usize, cols: i32, dst: usize, r0:
     memory.copy(out, src + <usize>r * <usize>cols * 4, <usize>cols << 2);
   }
 }
+
+/**
+ * The wrapping sum of the little-endian i32 words in 64-byte blocks [b0, b1) at src: the
+ * benchmark's memory-bandwidth probe (a read the optimizer cannot drop, four loads in flight).
+ */
+export function sumBlocks(src: usize, b0: i32, b1: i32): i32 {
+  let a0 = i32x4.splat(0);
+  let a1 = i32x4.splat(0);
+  let a2 = i32x4.splat(0);
+  let a3 = i32x4.splat(0);
+  for (let b = b0; b < b1; b++) {
+    const p = src + (<usize>b << 6);
+    a0 = i32x4.add(a0, v128.load(p));
+    a1 = i32x4.add(a1, v128.load(p, 16));
+    a2 = i32x4.add(a2, v128.load(p, 32));
+    a3 = i32x4.add(a3, v128.load(p, 48));
+  }
+  const s = i32x4.add(i32x4.add(a0, a1), i32x4.add(a2, a3));
+  return i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3);
+}

@@ -22,7 +22,7 @@ export { q6kMatmul } from "./q6k";
 export { iq4xsMatmul } from "./iq4xs";
 export { chunkCount, expertChunks, expertReduce, expertRows, expertTokenBytes } from "./expert";
 export { attendBlock, attendChunks, foldStored } from "./attention";
-export { add, dequantizeRows, moeCombine, rmsNorm, rope, storeKv } from "./elementwise";
+export { add, dequantizeRows, moeCombine, rmsNorm, rope, storeKv, sumBlocks } from "./elementwise";
 
 // Activation formats, numbered as in src/kernels/wasm/exports.ts.
 const FORMAT_F16: i32 = 1;

@@ -40,6 +40,7 @@ export interface KernelExports {
   storeKv(kCache: number, vCache: number, half: number, capacity: number, width: number, k: number, v: number, positions: number,
     n: number, s0: number, s1: number): void;
   dequantizeRows(type: number, src: number, cols: number, dst: number, r0: number, r1: number, scratch: number): void;
+  sumBlocks(src: number, b0: number, b1: number): number;
 }
 
 /** Activation format numbers as the module knows them. */

@@ -22,6 +22,7 @@ export const Op = {
   MoeCombine: 12,
   Dequantize: 13,
   Matmuls: 14,
+  SumBlocks: 15,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -186,6 +187,10 @@ export function runUnit(context: JobContext, op: OpCode, a: JobArgs, unit: numbe
       const [r0, r1] = share(n, units, unit);
       if (r0 < r1) k.dequantizeRows(type, src, cols, dst, r0, r1, threadScratch(participant));
       return 0;
+    }
+    case Op.SumBlocks: {
+      const [b0, b1] = share(a[2]!, units, unit);
+      return b0 < b1 ? k.sumBlocks(a[1]!, b0, b1) : 0;
     }
   }
 }

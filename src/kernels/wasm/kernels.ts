@@ -341,6 +341,10 @@ export class WasmKernels implements Kernels {
     this.pool.run(Op.Dequantize, [this.own(arena), type, src, cols, dst, n], this.units(2 * n * cols, n));
   }
 
+  sumBlocks(arena: Arena, src: Ptr, blocks: number): number {
+    return this.pool.run(Op.SumBlocks, [this.own(arena), src, blocks], this.threads === 1 ? 1 : Math.min(16 * this.threads, Math.max(1, blocks))) | 0;
+  }
+
   async dispose(): Promise<void> {
     await this.pool.dispose();
   }
