@@ -1,0 +1,179 @@
+import { ChatMessage, ChatTemplate, renderChatPrompt, type PromptProtection } from "../chat/index.js";
+import { GgufFile } from "../gguf/reader.js";
+import { SmallThinkerConfig } from "../model/config.js";
+import { Tokenizer } from "../tokenizer/index.js";
+import { TextChannel } from "./channel.js";
+import { Decoding, DecodingSpec } from "./decoding.js";
+import { GenerateOptions, Generation } from "./generation.js";
+import type { SchedulerCounts } from "./scheduler.js";
+
+export interface ModelInfo {
+  name: string;
+  description: string;
+  /** The file says its weights are synthetic (random). */
+  synthetic: boolean;
+}
+
+/** How a chat is turned into a prompt. */
+export interface ChatPromptOptions {
+  /** Tool (function) schemas, for templates that describe tools. */
+  tools?: unknown[];
+  /** More template variables (llama-server's chat_template_kwargs), e.g. `{ enable_thinking: false }`. */
+  templateVariables?: Record<string, unknown>;
+}
+
+export interface ChatOptions extends GenerateOptions, ChatPromptOptions {}
+
+export interface PromptOptions extends GenerateOptions {
+  /**
+   * For a text prompt: whether special-token text in it ("<|im_start|>", "<think>") becomes special
+   * tokens. Default false: the prompt is plain text, as anything someone else wrote must be (else it
+   * can forge chat turns). true for a prompt you formatted yourself, such as your own ChatML; a
+   * prompt that mixes your markup with others' text is a chat: use `chat`, or tokenize the parts
+   * yourself and pass token ids.
+   */
+  parseSpecial?: boolean;
+}
+
+/** A chat's prompt: its ids, and how they were found. */
+export interface ChatPromptTokens {
+  ids: number[];
+  /** The template's rendering, for showing (its special-token text may come from the messages: do not tokenize it). */
+  text: string;
+  /** How the message text was kept apart from the template's markup (see src/chat/prompt.ts). */
+  protection: PromptProtection;
+  /** false when the template looked for special-token text inside a message: the ids then follow a rendering in which it did not find it. */
+  faithful: boolean;
+}
+
+/** What the engine is doing, for a server's metrics. */
+export interface EngineMetrics extends SchedulerCounts {
+  /** Expert uses served from memory, and read from the file; bytes read. */
+  expertHits: number;
+  expertMisses: number;
+  expertBytesRead: number;
+}
+
+/** The parts of a model file that turn text into prompts and tokens back into text. */
+export interface ModelText {
+  tokenizer: Tokenizer;
+  chatTemplate: ChatTemplate;
+  info: ModelInfo;
+}
+
+/** Reads the tokenizer, chat template and description from a GGUF's metadata (no weights). */
+export function readModelText(path: string): ModelText {
+  const header = GgufFile.open(path);
+  try {
+    const meta = header.metadata;
+    const tokenizer = Tokenizer.fromGguf(meta);
+    const text = (id: number | null) => (id === null ? "" : tokenizer.tokenText(id));
+    const chatTemplate = ChatTemplate.fromGguf(meta.optionalString("tokenizer.chat_template"), { bos: text(tokenizer.bosId), eos: text(tokenizer.eosId) });
+    const info = {
+      name: meta.optionalString("general.name") ?? path,
+      description: meta.optionalString("general.description") ?? "",
+      synthetic: meta.has("synth.seed"),
+    };
+    return { tokenizer, chatTemplate, info };
+  } finally {
+    header.close();
+  }
+}
+
+/** Where a generation's work goes: `start` begins it, and the handle asks it to stop early. */
+export type GenerationStarter = (decoding: Decoding, channel: TextChannel, signal: AbortSignal | undefined) => { cancel(): void };
+
+/**
+ * A loaded model as its users see it: prompts in, streamed text out. What needs only the tokenizer
+ * and the chat template is here; subclasses run the forward pass on this thread (`Model`) or on a
+ * worker thread (`WorkerModel`).
+ */
+export abstract class LanguageModel {
+  readonly tokenizer: Tokenizer;
+  readonly chatTemplate: ChatTemplate;
+  readonly info: ModelInfo;
+
+  protected constructor(
+    readonly path: string,
+    readonly config: SmallThinkerConfig,
+    text: ModelText,
+  ) {
+    this.tokenizer = text.tokenizer;
+    this.chatTemplate = text.chatTemplate;
+    this.info = text.info;
+  }
+
+  abstract get contextSize(): number;
+  /** Sequences generated at once (continuous batching); more requests wait in arrival order. */
+  abstract get parallel(): number;
+  /** Requests waiting for a sequence. */
+  abstract get queued(): number;
+  abstract metrics(): EngineMetrics;
+  abstract close(): Promise<void>;
+  protected abstract get starter(): GenerationStarter;
+  protected abstract get isClosed(): boolean;
+
+  tokenize(text: string, parseSpecial = true): number[] {
+    return this.tokenizer.encode(text, { parseSpecial });
+  }
+
+  detokenize(ids: readonly number[]): string {
+    return this.tokenizer.decode(ids);
+  }
+
+  /**
+   * The text a chat renders to through the model's chat template, for showing. Do not tokenize it
+   * with special tokens parsed: special-token text in a message would become special tokens; the
+   * ids `chat` uses are `chatPrompt(…).ids`.
+   */
+  renderChat(messages: ChatMessage[], tools?: unknown[], templateVariables?: Record<string, unknown>): string {
+    return this.chatTemplate.render(messages, { addGenerationPrompt: true, tools, variables: templateVariables });
+  }
+
+  /**
+   * The prompt ids of a chat: special tokens only where the template's markup puts them, every
+   * string of the messages, tools and variables tokenized as plain text.
+   */
+  chatPrompt(messages: ChatMessage[], options: ChatPromptOptions = {}): ChatPromptTokens {
+    const prompt = renderChatPrompt(this.chatTemplate, messages, { addGenerationPrompt: true, tools: options.tools, variables: options.templateVariables }, this.tokenizer);
+    return { ids: this.tokenizer.encodeSegments(prompt.segments), text: prompt.text, protection: prompt.protection, faithful: prompt.faithful };
+  }
+
+  /** Generates the assistant's reply; message text is always text (see `chatPrompt`). */
+  chat(messages: ChatMessage[], options: ChatOptions = {}): Generation {
+    const { tools, templateVariables, ...rest } = options;
+    return this.generate(this.chatPrompt(messages, { tools, templateVariables }).ids, rest);
+  }
+
+  /** Generates a continuation of `prompt`: token ids, or text (plain text unless `parseSpecial`). */
+  generate(prompt: string | readonly number[], options: PromptOptions = {}): Generation {
+    if (this.isClosed) throw new Error("the model is closed");
+    const { maxTokens, stop = [], ignoreEos = false, signal, parseSpecial = false, ...sampling } = options;
+    if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && maxTokens >= 0)) {
+      throw new RangeError(`maxTokens must be a whole number ≥ 0, got ${maxTokens}`);
+    }
+    const promptIds = typeof prompt === "string" ? this.tokenizer.encode(prompt, parseSpecial ? {} : { plainText: true }) : [...prompt];
+    if (promptIds.length === 0) throw new RangeError("the prompt is empty: at least one token is needed");
+    if (promptIds.length >= this.contextSize) {
+      throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${this.contextSize} (and one is needed to generate)`);
+    }
+    const outside = promptIds.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= this.config.vocabSize);
+    if (outside >= 0) throw new RangeError(`token id ${promptIds[outside]} at index ${outside} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+    const spec: DecodingSpec = { promptIds, maxTokens, stop, ignoreEos, sampling };
+    // checks the sampling options and stop strings now, where the caller can catch the error
+    const decoding = new Decoding(this.tokenizer, this.config.vocabSize, this.contextSize, spec);
+    const start = this.starter;
+    return new Generation(async function* (finish) {
+      const channel = new TextChannel();
+      const handle = start(decoding, channel, signal);
+      try {
+        for await (const piece of channel) yield piece;
+      } finally {
+        // a consumer that stops early ends the work; the result says how far it got
+        handle.cancel();
+        const result = await channel.finished;
+        if (result) finish(result);
+      }
+    });
+  }
+}
