@@ -44,7 +44,7 @@ export class Decoding {
     vocabSize: number,
     private readonly contextSize: number,
     readonly spec: DecodingSpec,
-    private readonly queuedAt = performance.now(),
+    readonly queuedAt = performance.now(),
   ) {
     this.sampler = new Sampler(spec.sampling, vocabSize);
     this.history = [...spec.promptIds];
