@@ -9,7 +9,7 @@ import { CHAT_SHAPE, COMPLETION_SHAPE, Envelope, ResponseShape, usageOf } from "
 
 /** POST /v1/chat/completions */
 export async function chatCompletions(site: Site, exchange: Exchange): Promise<void> {
-  const request = parseChatRequest(await readJsonBody(exchange.request, site.limits.maxBodyBytes), site.limits.maxMessages);
+  const request = parseChatRequest(await readJsonBody(exchange.request, site.limits.maxBodyBytes, exchange.bodyAbandoned), site.limits.maxMessages);
   requireServedModel(site, request.model);
   const model = servingModel(site);
   const texts = request.messages.flatMap((message) => [message.content, message.name ?? "", message.reasoningContent ?? ""]);
@@ -28,7 +28,7 @@ export async function chatCompletions(site: Site, exchange: Exchange): Promise<v
 
 /** POST /v1/completions */
 export async function completions(site: Site, exchange: Exchange): Promise<void> {
-  const request = parseCompletionRequest(await readJsonBody(exchange.request, site.limits.maxBodyBytes));
+  const request = parseCompletionRequest(await readJsonBody(exchange.request, site.limits.maxBodyBytes, exchange.bodyAbandoned));
   requireServedModel(site, request.model);
   const model = servingModel(site);
   const { prompt } = request;

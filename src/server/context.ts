@@ -49,6 +49,8 @@ export interface Exchange {
   clientGone: AbortSignal;
   /** Filled in by the handler, logged when the exchange ends. */
   record: RequestRecord;
+  /** Aborted when the body will never be read (the request was answered for its broken or stalled body). */
+  bodyAbandoned: AbortSignal;
 }
 
 /** The model, or the 503 that tells the client (or the load balancer before it) to go elsewhere for now. */

@@ -109,10 +109,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const inFlight = new Set<Promise<void>>();
   /** Exchanges whose response is not finished yet, per connection. */
   const open = new WeakMap<Socket, Set<Exchange>>();
+  const abandoners = new WeakMap<Exchange, () => void>();
   const server = createServer(
     { requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: checkingInterval(limits.requestTimeoutMs) },
     (request, response) => {
-      const handling = handle(site, access, request, response, log, (exchange) => {
+      const handling = handle(site, access, request, response, log, (exchange, abandonBody) => {
+        abandoners.set(exchange, abandonBody);
         const socket = request.socket;
         let exchanges = open.get(socket);
         if (!exchanges) open.set(socket, (exchanges = new Set()));
@@ -141,6 +143,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (unread) {
       // the fault is in this request's own body (it stalled past the timeout, or its framing broke)
       sendError(unread.response, malformed(error));
+      abandoners.get(unread)?.();
       return;
     }
     // bytes after a request (a Content-Length shorter than its body, or garbage): that request is
@@ -212,7 +215,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 }
 
 /** Answers one request; never rejects, whatever the request or the handler does. */
-async function handle(site: Site, access: AccessControl, request: IncomingMessage, response: ServerResponse, log: (record: RequestRecord) => void, track: (exchange: Exchange) => void): Promise<void> {
+async function handle(
+  site: Site,
+  access: AccessControl,
+  request: IncomingMessage,
+  response: ServerResponse,
+  log: (record: RequestRecord) => void,
+  track: (exchange: Exchange, abandonBody: () => void) => void,
+): Promise<void> {
   const started = performance.now();
   const path = (request.url ?? "/").split("?", 1)[0]!;
   const record: RequestRecord = { method: request.method ?? "?", path, status: 0, ms: 0 };
@@ -225,8 +235,9 @@ async function handle(site: Site, access: AccessControl, request: IncomingMessag
   });
   // while draining, every answer ends its connection, so that the client's next request goes elsewhere
   if (site.state === "draining") response.setHeader("connection", "close");
-  const exchange: Exchange = { request, response, clientGone: gone.signal, record };
-  track(exchange);
+  const abandon = new AbortController();
+  const exchange: Exchange = { request, response, clientGone: gone.signal, record, bodyAbandoned: abandon.signal };
+  track(exchange, () => abandon.abort());
   try {
     if (!access.admit(request, response, path)) await findHandler(record.method, path)(site, exchange);
   } catch (error) {
