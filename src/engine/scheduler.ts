@@ -139,7 +139,13 @@ export class Scheduler {
   private async drive(): Promise<void> {
     try {
       while (this.hasWork()) {
-        this.step();
+        try {
+          this.step();
+        } catch (error) {
+          // a fault of the scheduler's own (forward-pass errors are the jobs' already): nothing
+          // running can be trusted to go on, but the scheduler serves what comes next
+          this.failEverything(error);
+        }
         // new jobs, cancellations and the consumers of the text come in between steps
         await nextTurn();
       }
@@ -277,6 +283,20 @@ export class Scheduler {
       if (outcome.next === undefined) this.release(slot, active.job.decoding.result());
       else active.pending = [outcome.next];
     });
+  }
+
+  private failEverything(error: unknown): void {
+    for (const slot of this.slots) {
+      const active = slot.job;
+      slot.job = undefined;
+      slot.kv.truncate(0);
+      slot.evaluated = [];
+      active?.job.onError(error);
+    }
+    for (const waiting of this.queue.splice(0)) {
+      if (waiting.kind === "generation") waiting.job.onError(error);
+      else waiting.job.reject(error);
+    }
   }
 
   private release(slot: Slot, result: GenerationResult): void {

@@ -56,7 +56,14 @@ function serve(engine: SmallThinkerModel, kernels: Kernels, tokenizer: ReturnTyp
       case "generate": {
         const { id, flag, spec } = message;
         const queuedAt = message.queuedAt - performance.timeOrigin;
-        const decoding = new Decoding(tokenizer, engine.config.vocabSize, engine.kv.contextSize, spec, queuedAt);
+        let decoding: Decoding;
+        try {
+          decoding = new Decoding(tokenizer, engine.config.vocabSize, engine.kv.contextSize, spec, queuedAt);
+        } catch (error) {
+          // checked on the other thread already; a request is never worth the worker
+          post({ type: "fail", id, message: error instanceof Error ? error.message : String(error) });
+          return;
+        }
         scheduler.submit({
           decoding,
           cancelled: () => Atomics.load(flags, flag) !== 0,
