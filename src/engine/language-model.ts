@@ -80,6 +80,12 @@ export function readModelText(path: string): ModelText {
   }
 }
 
+/** The prompt ids of a chat, with the model file's tokenizer and template (see `LanguageModel.chatPrompt`). */
+export function chatPromptOf(text: Pick<ModelText, "tokenizer" | "chatTemplate">, messages: ChatMessage[], options: ChatPromptOptions = {}): ChatPromptTokens {
+  const prompt = renderChatPrompt(text.chatTemplate, messages, { addGenerationPrompt: true, tools: options.tools, variables: options.templateVariables }, text.tokenizer);
+  return { ids: text.tokenizer.encodeSegments(prompt.segments), text: prompt.text, protection: prompt.protection, faithful: prompt.faithful };
+}
+
 /** Where a generation's work goes: `start` begins it, and the handle asks it to stop early. */
 export type GenerationStarter = (decoding: Decoding, channel: TextChannel, signal: AbortSignal | undefined) => { cancel(): void };
 
@@ -135,8 +141,21 @@ export abstract class LanguageModel {
    * string of the messages, tools and variables tokenized as plain text.
    */
   chatPrompt(messages: ChatMessage[], options: ChatPromptOptions = {}): ChatPromptTokens {
-    const prompt = renderChatPrompt(this.chatTemplate, messages, { addGenerationPrompt: true, tools: options.tools, variables: options.templateVariables }, this.tokenizer);
-    return { ids: this.tokenizer.encodeSegments(prompt.segments), text: prompt.text, protection: prompt.protection, faithful: prompt.faithful };
+    return chatPromptOf(this, messages, options);
+  }
+
+  /**
+   * `chatPrompt(…).ids`, computed where it does not hold up this thread if the model can (a
+   * `WorkerModel` renders and tokenizes on a thread of its own: a long chat takes a fraction of a
+   * second, during which a server's thread would answer nobody). Rejects as `chatPrompt` throws.
+   */
+  async chatPromptIds(messages: ChatMessage[], options: ChatPromptOptions = {}): Promise<number[]> {
+    return this.chatPrompt(messages, options).ids;
+  }
+
+  /** A text prompt's ids (plain text unless `parseSpecial`), computed as `chatPromptIds` is. */
+  async textPromptIds(text: string, parseSpecial: boolean): Promise<number[]> {
+    return this.tokenizer.encode(text, parseSpecial ? {} : { plainText: true });
   }
 
   /** Generates the assistant's reply; message text is always text (see `chatPrompt`). */

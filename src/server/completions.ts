@@ -17,7 +17,8 @@ export async function chatCompletions(site: Site, exchange: Exchange): Promise<v
   let promptIds: number[];
   try {
     // message text is tokenized as text: a message cannot forge the template's turn markup
-    promptIds = model.chatPrompt(request.messages, { templateVariables: request.templateVariables }).ids;
+    // (a worker model renders on a thread of its own, so this one stays free for other clients)
+    promptIds = await model.chatPromptIds(request.messages, { templateVariables: request.templateVariables });
   } catch (error) {
     // templates refuse some conversations on purpose (Qwen3's needs a user message)
     if (error instanceof ChatTemplateError) throw invalidRequest(error.message, "messages", "invalid_prompt");
@@ -37,7 +38,7 @@ export async function completions(site: Site, exchange: Exchange): Promise<void>
   const outside = typeof prompt === "string" ? -1 : prompt.findIndex((id) => id >= vocabSize);
   if (outside >= 0) throw invalidRequest(`Invalid 'prompt': token id ${prompt[outside]} is outside the vocabulary (0 to ${vocabSize - 1}).`, "prompt", "invalid_value");
   // a text prompt is text unless the client asks for special-token text in it to be parsed
-  const promptIds = typeof prompt === "string" ? model.tokenizer.encode(prompt, request.parseSpecial ? {} : { plainText: true }) : prompt;
+  const promptIds = typeof prompt === "string" ? await model.textPromptIds(prompt, request.parseSpecial) : prompt;
   await serveGeneration(site, model, exchange, request, promptIds, COMPLETION_SHAPE, "prompt");
 }
 

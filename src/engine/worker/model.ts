@@ -3,6 +3,9 @@ import { TextChannel } from "../channel.js";
 import { EngineMetrics, GenerationStarter, LanguageModel, ModelText, readModelText } from "../language-model.js";
 import type { LoadModelOptions } from "../model.js";
 import { FromWorker, ModelWorkerData, ToWorker, WorkerReady } from "./protocol.js";
+import { PromptThread } from "./prompts.js";
+import type { ChatMessage } from "../../chat/index.js";
+import type { ChatPromptOptions } from "../language-model.js";
 
 /** Requests that can be in flight at once (each holds a cancel flag until it ends). */
 const MAX_REQUESTS = 4096;
@@ -40,6 +43,7 @@ export class WorkerModel extends LanguageModel {
     private readonly worker: Worker,
     cancelFlags: SharedArrayBuffer,
     private readonly ready: WorkerReady,
+    private readonly prompts: PromptThread,
   ) {
     super(path, ready.config, text);
     this.flags = new Int32Array(cancelFlags);
@@ -59,7 +63,8 @@ export class WorkerModel extends LanguageModel {
     const cancelFlags = new SharedArrayBuffer(4 * MAX_REQUESTS);
     const data: ModelWorkerData = { path, options: rest, cancelFlags };
     const worker = new Worker(new URL("./thread.js", import.meta.url), { workerData: data });
-    const ready = await new Promise<WorkerReady>((resolve, reject) => {
+    const prompts = new PromptThread(path);
+    const loaded = new Promise<WorkerReady>((resolve, reject) => {
       const onMessage = (message: FromWorker) => {
         if (message.type === "plan") onPlan?.(message.plan);
         else if (message.type === "loadFailed") reject(new Error(message.message));
@@ -72,9 +77,16 @@ export class WorkerModel extends LanguageModel {
       worker.once("error", reject);
       worker.once("exit", (code) => reject(new Error(`the model's worker thread exited (code ${code}) while loading`)));
     });
+    let ready: WorkerReady;
+    try {
+      ready = await loaded;
+    } catch (error) {
+      await prompts.close();
+      throw error;
+    }
     worker.removeAllListeners("error");
     worker.removeAllListeners("exit");
-    return new WorkerModel(path, text, worker, cancelFlags, ready);
+    return new WorkerModel(path, text, worker, cancelFlags, ready, prompts);
   }
 
   get contextSize(): number {
@@ -96,6 +108,15 @@ export class WorkerModel extends LanguageModel {
 
   metrics(): EngineMetrics {
     return this.latest;
+  }
+
+  /** Rendered and tokenized on the prompt thread: this thread stays free. */
+  override chatPromptIds(messages: ChatMessage[], options: ChatPromptOptions = {}): Promise<number[]> {
+    return this.prompts.chat(messages, options);
+  }
+
+  override textPromptIds(text: string, parseSpecial: boolean): Promise<number[]> {
+    return this.prompts.text(text, parseSpecial);
   }
 
   protected get isClosed(): boolean {
@@ -129,6 +150,7 @@ export class WorkerModel extends LanguageModel {
     this.closed = true;
     if (!this.stopped) this.send({ type: "close" });
     await this.exited;
+    await this.prompts.close();
   }
 
   private send(message: ToWorker): void {
