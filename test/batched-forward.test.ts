@@ -4,6 +4,7 @@ import { GgmlType } from "../src/gguf/types.js";
 import { KvCache } from "../src/kv/cache.js";
 import { loadSmallThinker, LoadOptions } from "../src/model/load.js";
 import { SequenceChunk, SmallThinkerModel } from "../src/model/model.js";
+import { defaultParallel } from "../src/model/plan.js";
 import { randomTokens, testKernels } from "./helpers/compare.js";
 import { testModel } from "./helpers/models.js";
 
@@ -149,4 +150,14 @@ test("a batch that names one cache twice, or holds more than the batch size, is 
   } finally {
     model.close();
   }
+});
+
+test("the default number of sequences: up to 4, their KV caches within an eighth of the budget (1 GiB without one)", () => {
+  const MiB = 1 << 20;
+  assert.equal(defaultParallel(100 * MiB, undefined), 4);
+  assert.equal(defaultParallel(300 * MiB, undefined), 3);
+  assert.equal(defaultParallel(2048 * MiB, undefined), 1, "at least one");
+  assert.equal(defaultParallel(64 * MiB, 8192 * MiB), 4);
+  assert.equal(defaultParallel(64 * MiB, 1024 * MiB), 2);
+  assert.equal(defaultParallel(64 * MiB, 256 * MiB), 1);
 });
