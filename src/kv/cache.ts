@@ -32,12 +32,18 @@ export function kvCacheBytes(shape: KvShape, options: KvCacheOptions): number {
   return shape.layerPlan.reduce((sum, plan) => sum + layerCapacity(plan, options) * perPosition + 128, 0);
 }
 
-/** The KV cache of one sequence: one ring per layer in an arena. */
+/** The KV cache of one sequence: one ring per layer in an arena. A model holds one per parallel sequence. */
 export class KvCache {
   readonly layers: KvLayerRef[];
   private readonly windows: number[];
   /** Tokens stored so far; the next token gets this position. */
   length = 0;
+  /**
+   * One past the highest position ever written. A batch abandoned halfway (a request cancelled
+   * mid-step) has written keys past `length`, overwriting the ring slots of older positions; what
+   * the rings still hold is counted from here.
+   */
+  private written = 0;
 
   constructor(arena: Arena, shape: KvShape, readonly options: KvCacheOptions) {
     const element = options.type === "f32" ? 4 : 2;
@@ -61,6 +67,11 @@ export class KvCache {
     return this.options.contextSize;
   }
 
+  /** Called before positions up to `end` (exclusive) are written. */
+  noteWrite(end: number): void {
+    this.written = Math.max(this.written, end);
+  }
+
   /**
    * Forgets positions from `length` on, so evaluation can resume there. A sliding-window ring keeps
    * only its last `capacity` positions; if the window before `length` has already been overwritten
@@ -68,8 +79,14 @@ export class KvCache {
    */
   truncate(length: number): boolean {
     if (length > this.length) return false;
+    // an empty sequence needs nothing from the rings, however much they have overwritten
+    if (length === 0) {
+      this.length = 0;
+      return true;
+    }
+    const written = Math.max(this.written, this.length);
     for (let l = 0; l < this.layers.length; l++) {
-      const oldestKept = Math.max(0, this.length - this.layers[l]!.capacity);
+      const oldestKept = Math.max(0, written - this.layers[l]!.capacity);
       const oldestNeeded = Math.max(0, length - this.windows[l]! + 1);
       if (oldestNeeded < oldestKept) return false;
     }

@@ -7,7 +7,8 @@ import { ResidentExperts } from "../experts/resident.js";
 import { ExpertStore } from "../experts/store.js";
 import { SmallThinkerConfig, readConfig } from "./config.js";
 import { ModelRuntimeOptions, SmallThinkerModel } from "./model.js";
-import { MemoryPlan, planMemory } from "./plan.js";
+import { MemoryPlan, defaultParallel, planMemory } from "./plan.js";
+import { kvCacheBytes } from "../kv/cache.js";
 import { STAGING_BYTES, WeightLoader } from "./weights.js";
 
 export interface LoadOptions {
@@ -16,6 +17,8 @@ export interface LoadOptions {
   kvType?: KvType;
   sparse?: boolean;
   logitsRows?: number;
+  /** Sequences with a KV cache of their own, evaluated together (default 1; "auto": `defaultParallel`). */
+  parallel?: number | "auto";
   /** Memory budget in bytes for the whole process; undefined keeps every expert resident. */
   memory?: number;
   /** Expert cache replacement policy (default "frequency"). */
@@ -53,12 +56,19 @@ export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOp
   try {
     const config = readConfig(file);
     const batchSize = options.batchSize ?? 256;
+    const contextSize = Math.min(options.contextSize ?? 4096, config.contextLength);
+    const kvType = options.kvType ?? "f16";
+    const parallel = options.parallel === "auto" ? defaultParallel(kvCacheBytes(config, { contextSize, batchSize, type: kvType }), options.memory) : (options.parallel ?? 1);
+    if (!Number.isInteger(parallel) || parallel < 1 || parallel > batchSize) {
+      throw new RangeError(`parallel must be a whole number from 1 to the batch size (${batchSize}), got ${parallel}`);
+    }
     const runtime: ModelRuntimeOptions = {
-      contextSize: Math.min(options.contextSize ?? 4096, config.contextLength),
+      contextSize,
       batchSize,
-      kvType: options.kvType ?? "f16",
+      kvType,
       sparse: options.sparse ?? true,
       logitsRows: Math.min(options.logitsRows ?? 8, batchSize),
+      parallel,
     };
     const ioDepth = options.ioDepth ?? 8;
     const ioWorkers = options.ioWorkers ?? 2;

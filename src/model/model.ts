@@ -19,6 +19,8 @@ export interface ModelRuntimeOptions {
   sparse: boolean;
   /** Logit rows computed at once when every position's logits are wanted. */
   logitsRows: number;
+  /** Sequences with a KV cache of their own, which one forward pass can evaluate together (default 1). */
+  parallel?: number;
 }
 
 interface LayerWeights {
@@ -75,6 +77,19 @@ export interface ForwardRequest {
   logits: "last" | "all" | "none";
   /** Receives each computed row of logits (index into the tokens given). */
   onLogits?: (index: number, logits: Float32Array) => void;
+}
+
+/** One sequence's share of a batched forward pass: tokens at its next positions. */
+export interface SequenceChunk extends ForwardRequest {
+  kv: KvCache;
+  tokens: readonly number[];
+}
+
+/** Where a sequence's rows sit in a batch. */
+interface ChunkRows {
+  chunk: SequenceChunk;
+  /** Index of its first row in the batch. */
+  start: number;
 }
 
 export interface BufferLayout {
@@ -134,9 +149,17 @@ export function bufferLayout(file: GgufFile, config: SmallThinkerConfig, kernels
   return { buffers, expertScratchBytes, embedRowBytes, actBytes, expertWorkBytes };
 }
 
-/** The SmallThinker forward pass over one sequence's KV cache. */
+/**
+ * The SmallThinker forward pass. It holds one KV cache per parallel sequence (`kvs`; `kv` is the
+ * first) and evaluates several sequences in one pass (`forwardBatch`): their rows share every
+ * product and each expert's weights, and each sequence attends to its own cache at its own
+ * positions. A row's arithmetic never depends on the other rows of its batch (the kernels'
+ * contract), so a sequence's logits are the same bits alone or batched.
+ */
 export class SmallThinkerModel {
+  /** The first sequence's KV cache (the only one unless `parallel` > 1). */
   readonly kv: KvCache;
+  readonly kvs: readonly KvCache[];
   readonly stats: ActivityStats;
   readonly experts: ExpertSource;
   /** Arena 0 holds dense weights, buffers and the KV cache; experts may spill into more. */
@@ -170,7 +193,9 @@ export class SmallThinkerModel {
     this.expertWorkBytes = layout.expertWorkBytes;
     this.cosTable = new Float32Array((options.batchSize * config.headDim) / 2);
     this.sinTable = new Float32Array((options.batchSize * config.headDim) / 2);
-    this.kv = new KvCache(arena, config, { contextSize: options.contextSize, batchSize: options.batchSize, type: options.kvType });
+    const kvOptions = { contextSize: options.contextSize, batchSize: options.batchSize, type: options.kvType };
+    this.kvs = Array.from({ length: options.parallel ?? 1 }, () => new KvCache(arena, config, kvOptions));
+    this.kv = this.kvs[0]!;
     this.stats = new ActivityStats(config.layers, config.experts);
     this.scratchFor(arena);
     this.arenas = [arena];
@@ -239,13 +264,65 @@ export class SmallThinkerModel {
   }
 
   /**
-   * Evaluates `tokens` at the next positions of the sequence, appending them to the KV cache, and
-   * hands out the requested logits.
+   * Evaluates `tokens` at the next positions of the first sequence, appending them to its KV cache,
+   * and hands out the requested logits.
    */
   forward(tokens: ArrayLike<number>, request: ForwardRequest): void {
     const total = tokens.length;
-    if (this.kv.length + total > this.kv.contextSize) {
-      throw new RangeError(`context full: ${this.kv.length} + ${total} tokens exceed the context size ${this.kv.contextSize}`);
+    this.checkChunk(this.kv, tokens);
+    for (let start = 0; start < total; start += this.options.batchSize) {
+      const n = Math.min(this.options.batchSize, total - start);
+      const part = Array.from({ length: n }, (_, i) => tokens[start + i]!);
+      const wantLast = request.logits === "last" && start + n === total;
+      this.forwardBatch([{
+        kv: this.kv,
+        tokens: part,
+        logits: request.logits === "all" ? "all" : wantLast ? "last" : "none",
+        onLogits: (row, logits) => request.onLogits?.(start + row, logits),
+      }]);
+    }
+  }
+
+  /**
+   * Evaluates several sequences' tokens in one pass (at most `batchSize` tokens in all, each
+   * sequence's cache at most once), appending them to their KV caches, then hands out each one's
+   * requested logits. `shouldStop` is asked between layers: when it answers true the pass is
+   * abandoned, no cache advances (what was written past a cache's length is ignored) and this
+   * returns false.
+   */
+  forwardBatch(chunks: readonly SequenceChunk[], shouldStop?: () => boolean): boolean {
+    const rows: ChunkRows[] = [];
+    let n = 0;
+    for (const chunk of chunks) {
+      if (rows.some((r) => r.chunk.kv === chunk.kv)) throw new Error("forwardBatch: a sequence appears twice in one batch");
+      this.checkChunk(chunk.kv, chunk.tokens);
+      if (chunk.tokens.length === 0) continue;
+      rows.push({ chunk, start: n });
+      n += chunk.tokens.length;
+    }
+    if (n > this.options.batchSize) throw new RangeError(`forwardBatch: ${n} tokens exceed the batch size ${this.options.batchSize}`);
+    if (n === 0) return true;
+    if (!this.evaluateRows(rows, n, shouldStop)) return false;
+    const wanted: { owner: ChunkRows; row: number }[] = [];
+    for (const owner of rows) {
+      const { chunk } = owner;
+      const count = chunk.tokens.length;
+      if (chunk.logits === "all") for (let i = 0; i < count; i++) wanted.push({ owner, row: i });
+      else if (chunk.logits === "last") wanted.push({ owner, row: count - 1 });
+    }
+    this.computeLogits(wanted.map((w) => w.owner.start + w.row), (index, logits) => {
+      const { owner, row } = wanted[index]!;
+      owner.chunk.onLogits?.(row, logits);
+    });
+    for (const { chunk } of rows) chunk.kv.length += chunk.tokens.length;
+    return true;
+  }
+
+  private checkChunk(kv: KvCache, tokens: ArrayLike<number>): void {
+    if (!this.kvs.includes(kv)) throw new Error("forward: the KV cache is not one of this model's");
+    const total = tokens.length;
+    if (kv.length + total > kv.contextSize) {
+      throw new RangeError(`context full: ${kv.length} + ${total} tokens exceed the context size ${kv.contextSize}`);
     }
     for (let i = 0; i < total; i++) {
       const id = tokens[i]!;
@@ -253,37 +330,33 @@ export class SmallThinkerModel {
         throw new RangeError(`token id ${id} at index ${i} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
       }
     }
-    for (let start = 0; start < total; start += this.options.batchSize) {
-      const n = Math.min(this.options.batchSize, total - start);
-      this.evaluateChunk(Array.from({ length: n }, (_, i) => tokens[start + i]!));
-      const wantRows =
-        request.logits === "all" ? Array.from({ length: n }, (_, i) => i)
-        : request.logits === "last" && start + n === total ? [n - 1]
-        : [];
-      this.computeLogits(wantRows, (row, logits) => request.onLogits?.(start + row, logits));
-      this.kv.length += n;
-    }
   }
 
-  private evaluateChunk(tokens: number[]): void {
+  /** Runs every layer over the batch's `n` rows; false if `shouldStop` ended it early. */
+  private evaluateRows(rows: readonly ChunkRows[], n: number, shouldStop: (() => boolean) | undefined): boolean {
     const { config, kernels, arena } = this;
-    const n = tokens.length;
     const { hidden, heads, kvHeads, headDim } = config;
     const qWidth = heads * headDim;
+    const kvWidth = kvHeads * headDim;
     const positions = arena.i32(this.buffer("positions"), n);
-    for (let i = 0; i < n; i++) positions[i] = this.kv.length + i;
+    for (const { chunk, start } of rows) {
+      for (let i = 0; i < chunk.tokens.length; i++) positions[start + i] = chunk.kv.length + i;
+    }
     ropeTables(positions, headDim, config.ropeBase, this.cosTable, this.sinTable);
     arena.f32(this.buffer("cos"), (n * headDim) / 2).set(this.cosTable.subarray(0, (n * headDim) / 2));
     arena.f32(this.buffer("sin"), (n * headDim) / 2).set(this.sinTable.subarray(0, (n * headDim) / 2));
 
     const embedRaw = this.buffer("embedRaw");
-    for (let i = 0; i < n; i++) {
-      this.file.readTensor(this.weights.embedding, arena.u8(embedRaw + i * this.embedRowBytes, this.embedRowBytes), tokens[i]! * this.embedRowBytes);
+    for (const { chunk, start } of rows) {
+      chunk.tokens.forEach((token, i) => {
+        this.file.readTensor(this.weights.embedding, arena.u8(embedRaw + (start + i) * this.embedRowBytes, this.embedRowBytes), token * this.embedRowBytes);
+      });
     }
     const hiddenPtr = this.buffer("hidden");
     kernels.dequantizeRows(arena, this.weights.embedding.type, embedRaw, n, hidden, hiddenPtr);
 
     for (let l = 0; l < config.layers; l++) {
+      if (shouldStop?.()) return false;
       const w = this.weights.layers[l]!;
       const plan = config.layerPlan[l]!;
       // The router (on the raw residual) and Q, K, V (on its norm) in one job; then the routing,
@@ -317,13 +390,20 @@ export class SmallThinkerModel {
         kernels.rope(arena, this.buffer("q"), n, heads, headDim, this.buffer("cos"), this.buffer("sin"));
         kernels.rope(arena, this.buffer("k"), n, kvHeads, headDim, this.buffer("cos"), this.buffer("sin"));
       }
-      const cache = this.kv.layers[l]!;
-      kernels.storeKv(cache, this.buffer("k"), this.buffer("v"), n, this.buffer("positions"));
+      // Each sequence stores its keys and values in its own cache and attends to it alone.
       const params: AttentionParams = { heads, kvHeads, headDim, window: plan.window, scale: Math.fround(1 / Math.sqrt(headDim)) };
-      kernels.attention(cache, this.buffer("q"), n, this.buffer("positions"), params, this.buffer("attention"));
+      for (const { chunk, start } of rows) {
+        const count = chunk.tokens.length;
+        const cache = chunk.kv.layers[l]!;
+        const at = this.buffer("positions") + 4 * start;
+        chunk.kv.noteWrite(chunk.kv.length + count);
+        kernels.storeKv(cache, this.buffer("k") + 4 * start * kvWidth, this.buffer("v") + 4 * start * kvWidth, count, at);
+        kernels.attention(cache, this.buffer("q") + 4 * start * qWidth, count, at, params, this.buffer("attention") + 4 * start * qWidth);
+      }
       kernels.matmul(w.o, this.prepare(w.o, this.buffer("attention"), n, qWidth), n, this.buffer("projected"));
       const residual = this.buffer("residual");
       kernels.add(arena, hiddenPtr, this.buffer("projected"), n * hidden, residual);
+      if (shouldStop?.()) return false;
 
       kernels.rmsNorm(arena, residual, w.ffnNorm, n, hidden, config.rmsEps, normed);
       this.runExperts(l, routes, normed, n);
@@ -331,6 +411,7 @@ export class SmallThinkerModel {
     }
     this.stats.tokens += n;
     this.experts.advance(n);
+    return true;
   }
 
   /** Top-k of the router logits (computed from the raw residual entering the layer); starts expert reads. */
@@ -461,7 +542,7 @@ export class SmallThinkerModel {
     }
   }
 
-  /** Final norm and output head for the given rows of the last chunk. */
+  /** Final norm and output head for the given rows of the last batch; `deliver` gets the index into `rows`. */
   private computeLogits(rows: number[], deliver: (row: number, logits: Float32Array) => void): void {
     const { config, kernels, arena } = this;
     const { hidden, vocabSize } = config;
@@ -474,7 +555,7 @@ export class SmallThinkerModel {
       });
       const output = this.weights.output;
       kernels.matmul(output, this.prepare(output, normed, group.length, hidden), group.length, this.buffer("logits"));
-      group.forEach((row, j) => deliver(row, arena.f32(this.buffer("logits") + 4 * j * vocabSize, vocabSize)));
+      group.forEach((_, j) => deliver(i + j, arena.f32(this.buffer("logits") + 4 * j * vocabSize, vocabSize)));
     }
   }
 }

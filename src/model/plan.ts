@@ -27,7 +27,10 @@ export interface MemoryPlan {
   baseline: number;
   /** Weights other than experts: attention, routers, norms, output head (packed). */
   dense: number;
+  /** KV caches of every parallel sequence. */
   kv: number;
+  /** Sequences with a KV cache of their own. */
+  parallel: number;
   /** Activations, staging and I/O buffers, expert scratch. */
   buffers: number;
   /** Bytes of one cached expert (gate, up and down, packed). */
@@ -71,7 +74,8 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const layout = bufferLayout(file, config, kernels, runtime);
   const modelBuffers = Object.values(layout.buffers).reduce((a, b) => a + b, 0);
   const dense = denseBytes(file, config, kernels);
-  const kv = kvCacheBytes(config, { contextSize: runtime.contextSize, batchSize: runtime.batchSize, type: runtime.kvType });
+  const parallel = runtime.parallel ?? 1;
+  const kv = parallel * kvCacheBytes(config, { contextSize: runtime.contextSize, batchSize: runtime.batchSize, type: runtime.kvType });
   const geometry = { layers: config.layers, experts: config.experts, hidden: config.hidden, ffn: config.expertFfn, downLayout: config.downLayout };
   const sizes = expertStoreSizes(file, geometry, kernels);
   const totalExperts = config.layers * config.experts;
@@ -108,7 +112,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const minimumExperts = 2 * config.expertsUsed;
   const minimum = fixed + placement(minimumExperts, ioPerArena, ioPerArena).extra + minimumExperts * sizes.slotBytes;
 
-  const base = { budget, baseline, dense, kv, expertBytes: sizes.slotBytes, totalExperts, minimum };
+  const base = { budget, baseline, dense, kv, parallel, expertBytes: sizes.slotBytes, totalExperts, minimum };
   if (budget === undefined || budget >= residentTotal) {
     const buffers = arenaOverhead + modelBuffers + STAGING_BYTES + layout.expertScratchBytes + residentPlacement.extra;
     return { ...base, buffers, cachedExperts: totalExperts, allResident: true, arenas: residentPlacement.arenas, total: residentTotal };
@@ -116,9 +120,9 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   if (budget < minimum) {
     throw new RangeError(
       `a memory budget of ${formatMiB(budget)} is too small for this model with these settings: it needs at least ${formatMiB(minimum)} ` +
-        `(process ${formatMiB(baseline)}, resident weights ${formatMiB(dense)}, KV cache ${formatMiB(kv)} for ${runtime.contextSize} tokens, ` +
+        `(process ${formatMiB(baseline)}, resident weights ${formatMiB(dense)}, KV cache ${formatMiB(kv)} for ${parallel > 1 ? `${parallel} sequences of ` : ""}${runtime.contextSize} tokens, ` +
         `buffers ${formatMiB(modelBuffers)}, ${minimumExperts} cached experts of ${formatMiB(sizes.slotBytes)}). ` +
-        `Raise the budget, or lower the context size or batch size.`,
+        `Raise the budget, or lower the context size${parallel > 1 ? ", the parallel sequences" : ""} or batch size.`,
     );
   }
   let cached = Math.min(totalExperts - 1, Math.floor((budget - fixed - ioPerArena) / sizes.slotBytes));
@@ -132,6 +136,21 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   return { ...base, buffers, cachedExperts: cached, allResident: false, arenas, total: fixed + extra + cached * sizes.slotBytes };
 }
 
+/** The most sequences `defaultParallel` chooses (llama-server's default slot count). */
+export const MAX_DEFAULT_PARALLEL = 4;
+/** Without a budget, the KV caches of the default sequences stay within this. */
+const UNBUDGETED_KV_BYTES = 1 << 30;
+
+/**
+ * How many sequences to run at once when not told: up to MAX_DEFAULT_PARALLEL, as long as their
+ * KV caches together take at most an eighth of the memory budget (the rest is better spent caching
+ * experts), or 1 GiB without a budget; at least one.
+ */
+export function defaultParallel(kvBytesPerSequence: number, budget: number | undefined): number {
+  const room = budget === undefined ? UNBUDGETED_KV_BYTES : budget / 8;
+  return Math.max(1, Math.min(MAX_DEFAULT_PARALLEL, Math.floor(room / kvBytesPerSequence)));
+}
+
 function formatMiB(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
@@ -143,7 +162,7 @@ export function formatPlan(plan: MemoryPlan): string {
     plan.budget === undefined ? "memory plan (no budget: every expert resident):" : `memory plan for a budget of ${formatMiB(plan.budget)}:`,
     row("process (Node, tokenizer, threads) + file cache", plan.baseline),
     row("resident weights (attention, routers, norms, head)", plan.dense),
-    row("KV cache", plan.kv),
+    row(plan.parallel > 1 ? `KV cache (${plan.parallel} sequences)` : "KV cache", plan.kv),
     row("buffers (activations, staging, I/O)", plan.buffers),
     row(`expert cache: ${plan.cachedExperts} of ${plan.totalExperts} experts (${share}%)`, plan.cachedExperts * plan.expertBytes),
     row("total", plan.total),

@@ -15,7 +15,7 @@ const IGNORED: Readonly<Record<string, FieldKind>> = {
   service_tier: "string",
   prompt_cache_key: "string",
   safety_identifier: "string",
-  // llama-server: the slot to run in (there is one), per-token timings in the response
+  // llama-server: the slot to run in (the scheduler chooses one by shared prefix), per-token timings in the response
   id_slot: "integer",
   timings_per_token: "boolean",
   // llama-server: reuse the KV cache of the previous request; this server always reuses the shared

@@ -14,8 +14,12 @@ function tooLarge(limit: number): ApiError {
   });
 }
 
-/** The request's JSON body: 415 unless it is declared as JSON, 413 past `limit` bytes, 400 unless it parses. */
-export async function readJsonBody(request: IncomingMessage, limit: number): Promise<unknown> {
+/**
+ * The request's JSON body: 415 unless it is declared as JSON, 413 past `limit` bytes, 400 unless it
+ * parses. `abandoned` ends the wait for a body that will never come (it was answered already: its
+ * bytes stalled past the timeout, or broke the framing).
+ */
+export async function readJsonBody(request: IncomingMessage, limit: number, abandoned?: AbortSignal): Promise<unknown> {
   const type = request.headers["content-type"];
   if (type === undefined || !JSON_TYPE.test(type)) {
     const got = type === undefined ? "none" : JSON.stringify(shorten(type));
@@ -23,7 +27,7 @@ export async function readJsonBody(request: IncomingMessage, limit: number): Pro
   }
   // a declared length lets a huge body be refused before a byte of it is read
   if (Number(request.headers["content-length"]) > limit) throw tooLarge(limit);
-  const text = await readText(request, limit);
+  const text = await readText(request, limit, abandoned);
   try {
     return JSON.parse(text);
   } catch (error) {
@@ -31,8 +35,11 @@ export async function readJsonBody(request: IncomingMessage, limit: number): Pro
   }
 }
 
-function readText(request: IncomingMessage, limit: number): Promise<string> {
+function readText(request: IncomingMessage, limit: number, abandoned: AbortSignal | undefined): Promise<string> {
   return new Promise((resolve, reject) => {
+    const giveUp = () => reject(new ApiError(400, "The request body could not be read.", { type: "invalid_request_error" }));
+    if (abandoned?.aborted) giveUp();
+    abandoned?.addEventListener("abort", giveUp, { once: true });
     const chunks: Buffer[] = [];
     let size = 0;
     request.on("data", (chunk: Buffer) => {

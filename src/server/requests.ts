@@ -35,9 +35,10 @@ export interface CompletionRequest extends GenerationRequest {
 
 const isEmptyArray = (value: unknown) => Array.isArray(value) && value.length === 0;
 
-export function parseChatRequest(body: unknown): ChatRequest {
+/** `maxMessages`: more messages are refused before any is read (each costs time to render). */
+export function parseChatRequest(body: unknown, maxMessages = Infinity): ChatRequest {
   const fields = requestFields(body);
-  const messages = readMessages(fields.required("messages"));
+  const messages = readMessages(fields.required("messages"), maxMessages);
   const request = readCommon(fields, "chat");
   fields.onlyDefault("logprobs", (value) => value === false, "log probabilities are not supported.");
   fields.onlyDefault("top_logprobs", (value) => value === 0, "log probabilities are not supported.");
@@ -186,9 +187,12 @@ function readStop(value: unknown): string[] | undefined {
 /** OpenAI's newer "developer" role is what older templates call "system". */
 const ROLES: Readonly<Record<string, ChatMessage["role"]>> = { system: "system", developer: "system", user: "user", assistant: "assistant", tool: "tool" };
 
-function readMessages(value: unknown): ChatMessage[] {
+function readMessages(value: unknown, maxMessages: number): ChatMessage[] {
   if (!Array.isArray(value)) throw invalidType("messages", "an array", value);
   if (value.length === 0) throw invalidRequest("Invalid 'messages': expected at least one message, but got an empty array.", "messages", "invalid_value");
+  if (value.length > maxMessages) {
+    throw invalidRequest(`Invalid 'messages': this server takes at most ${maxMessages} messages per request, but got ${value.length}.`, "messages", "too_many_messages");
+  }
   return value.map((message, index) => readMessage(message, `messages[${index}]`));
 }
 

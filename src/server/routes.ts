@@ -1,5 +1,6 @@
 import { chatCompletions, completions, modelNotFound } from "./completions.js";
 import { Exchange, Site } from "./context.js";
+import { METRICS_CONTENT_TYPE } from "./metrics.js";
 import { ApiError } from "./errors.js";
 import { shorten } from "./fields.js";
 import { sendJson } from "./http.js";
@@ -17,8 +18,20 @@ const ROUTES: Readonly<Record<string, Methods>> = {
   "/v1/chat/completions": { POST: chatCompletions },
   "/v1/completions": { POST: completions },
   "/v1/models": { GET: (site, { response }) => sendJson(response, 200, { object: "list", data: [modelObject(site)] }) },
+  // readiness for load balancers: 200 only while generations are served, 503 while loading or draining
   "/health": {
-    GET: (site, { response }) => sendJson(response, 200, { status: "ok", model: site.modelId, running: site.admission.running, waiting: site.admission.waiting }),
+    GET: (site, { response }) => {
+      const ready = site.state === "ready";
+      const status = site.state === "ready" ? "ok" : site.state;
+      sendJson(response, ready ? 200 : 503, { status, model: site.modelId, running: site.admission.running, waiting: site.admission.waiting }, ready ? {} : { "retry-after": "1" });
+    },
+  },
+  "/metrics": {
+    GET: (site, { response }) => {
+      const text = site.metrics.render({ ready: site.state === "ready", waiting: site.admission.waiting, engine: site.model?.metrics() });
+      response.writeHead(200, { "content-type": METRICS_CONTENT_TYPE, "content-length": String(Buffer.byteLength(text)) });
+      response.end(text);
+    },
   },
 };
 
