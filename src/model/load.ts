@@ -69,7 +69,7 @@ export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOp
     options.onPlan?.(plan);
     const arena = kernels.createArena();
     const staging = { arena, ptr: arena.alloc(STAGING_BYTES, 4096), bytes: STAGING_BYTES };
-    direct = new DirectFile(path);
+    direct = new DirectFile(file.paths);
     const total = bytesLoadedAtStart(file, config, plan.allResident);
     let loaded = 0;
     const onProgress = options.onProgress;

@@ -1,0 +1,55 @@
+import { closeSync, constants, openSync, readSync } from "node:fs";
+
+/**
+ * The one way model bytes are read: `length` bytes at `position` of part `part` (0 for a
+ * single-file model, the file's index for a split one) into the memory the caller gives. Every
+ * reader of tensor data goes through it — the GGUF header and token-embedding reads, the dense
+ * weight loader, the expert store's I/O threads — so another platform (Blob slices, HTTP Range)
+ * only has to provide this.
+ */
+export interface PartReader {
+  /**
+   * Reads up to `target.length` bytes at `position` of part `part` into `target` and returns how
+   * many it read: fewer only where the part ends.
+   */
+  read(part: number, position: number, target: Uint8Array): number;
+  close(): void;
+}
+
+/** fs.readSync refuses lengths of 2 GiB and more: long reads go in slices below that. */
+const MAX_READ_SLICE = 1 << 30;
+
+/**
+ * The parts as files on this machine, all opened at once. With `direct`, O_DIRECT: reads then
+ * bypass the page cache, and positions, lengths and the target's address must be whole sectors
+ * (the callers align them).
+ */
+export function openPartReader(paths: readonly string[], options: { direct: boolean }): PartReader {
+  const flags = options.direct ? constants.O_RDONLY | constants.O_DIRECT : constants.O_RDONLY;
+  const fds: number[] = [];
+  try {
+    for (const path of paths) fds.push(openSync(path, flags));
+  } catch (error) {
+    for (const fd of fds) closeSync(fd);
+    throw error;
+  }
+  let closed = false;
+  return {
+    read(part, position, target) {
+      if (closed) throw new Error("read after close");
+      const fd = fds[part];
+      if (fd === undefined) throw new RangeError(`there is no part ${part}: the model has ${paths.length}`);
+      let done = 0;
+      while (done < target.length) {
+        const n = readSync(fd, target, done, Math.min(target.length - done, MAX_READ_SLICE), position + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return done;
+    },
+    close() {
+      if (!closed) for (const fd of fds) closeSync(fd);
+      closed = true;
+    },
+  };
+}
