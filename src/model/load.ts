@@ -8,6 +8,7 @@ import { ExpertStore } from "../experts/store.js";
 import { SmallThinkerConfig, readConfig } from "./config.js";
 import { ModelRuntimeOptions, SmallThinkerModel } from "./model.js";
 import { MemoryPlan, planMemory } from "./plan.js";
+import { requireSupported } from "./support.js";
 import { STAGING_BYTES, WeightLoader } from "./weights.js";
 
 export interface LoadOptions {
@@ -52,6 +53,7 @@ export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOp
   let direct: DirectFile | undefined;
   try {
     const config = readConfig(file);
+    requireSupported(file, config, kernels);
     const batchSize = options.batchSize ?? 256;
     const runtime: ModelRuntimeOptions = {
       contextSize: Math.min(options.contextSize ?? 4096, config.contextLength),
