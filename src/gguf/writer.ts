@@ -360,7 +360,8 @@ export function writeGgufSplit(prefix: string, spec: GgufWriteSpec, options: Ggu
   const existing = entries.find(([key]) => Object.values(SPLIT_KEYS).includes(key as never));
   if (existing) throw new GgufError(path(0), existing[0], "the metadata already has split keys");
   const partOf = partOfEach(spec.tensors.map((t) => alignUp(tensorBytes(path(0), t), GGUF_DEFAULT_ALIGNMENT)), parts);
-  return Array.from({ length: parts }, (_, i) => {
+  // The first part last: the file a model is opened from appears only once the others are complete.
+  for (let i = parts - 1; i >= 0; i--) {
     const splitKeys: [string, GgufValue][] = [
       [SPLIT_KEYS.no, { type: GgufValueType.UINT16, value: i }],
       [SPLIT_KEYS.count, { type: GgufValueType.UINT16, value: parts }],
@@ -374,8 +375,8 @@ export function writeGgufSplit(prefix: string, spec: GgufWriteSpec, options: Ggu
     };
     if (options.headerOnly) writeGgufHeader(path(i), part);
     else writeGguf(path(i), part);
-    return path(i);
-  });
+  }
+  return Array.from({ length: parts }, (_, i) => path(i));
 }
 
 /**
