@@ -38,6 +38,8 @@ export interface LoadOptions {
 
 /** Growth of the process after planning (JIT code, V8 heap, thread stacks), kept out of the expert cache. */
 const RUNTIME_MARGIN = 24 << 20;
+const DEFAULT_IO_DEPTH = 8;
+const DEFAULT_IO_WORKERS = 2;
 
 /** File bytes the loader reads before the model can run: dense weights, and the experts when all are resident. */
 function bytesLoadedAtStart(file: GgufFile, config: SmallThinkerConfig, allResident: boolean): number {
@@ -47,6 +49,27 @@ function bytesLoadedAtStart(file: GgufFile, config: SmallThinkerConfig, allResid
   return names.reduce((sum, name) => sum + tensorByteLength(file.tensor(name)), 0);
 }
 
+/**
+ * The runtime settings and memory plan a load with these options makes, before anything is
+ * loaded: what `smallthinker info` shows. Throws a RangeError for a budget below the minimum.
+ */
+export function planLoad(file: GgufFile, config: SmallThinkerConfig, kernels: Kernels, options: LoadOptions = {}): { runtime: ModelRuntimeOptions; plan: MemoryPlan } {
+  const batchSize = options.batchSize ?? 256;
+  const runtime: ModelRuntimeOptions = {
+    contextSize: Math.min(options.contextSize ?? 4096, config.contextLength),
+    batchSize,
+    kvType: options.kvType ?? "f16",
+    sparse: options.sparse ?? true,
+    logitsRows: Math.min(options.logitsRows ?? 8, batchSize),
+  };
+  const plan = planMemory({
+    file, config, kernels, runtime, budget: options.memory,
+    ioDepth: options.ioDepth ?? DEFAULT_IO_DEPTH, ioWorkers: options.ioWorkers ?? DEFAULT_IO_WORKERS,
+    baseline: options.processBytes ?? process.memoryUsage().rss + file.dataOffset + RUNTIME_MARGIN,
+  });
+  return { runtime, plan };
+}
+
 /** Opens a SmallThinker GGUF and loads it within the memory budget. */
 export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOptions = {}): SmallThinkerModel {
   const file = GgufFile.open(path);
@@ -54,20 +77,9 @@ export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOp
   try {
     const config = readConfig(file);
     requireSupported(file, config, kernels);
-    const batchSize = options.batchSize ?? 256;
-    const runtime: ModelRuntimeOptions = {
-      contextSize: Math.min(options.contextSize ?? 4096, config.contextLength),
-      batchSize,
-      kvType: options.kvType ?? "f16",
-      sparse: options.sparse ?? true,
-      logitsRows: Math.min(options.logitsRows ?? 8, batchSize),
-    };
-    const ioDepth = options.ioDepth ?? 8;
-    const ioWorkers = options.ioWorkers ?? 2;
-    const plan = planMemory({
-      file, config, kernels, runtime, budget: options.memory, ioDepth, ioWorkers,
-      baseline: options.processBytes ?? process.memoryUsage().rss + file.dataOffset + RUNTIME_MARGIN,
-    });
+    const ioDepth = options.ioDepth ?? DEFAULT_IO_DEPTH;
+    const ioWorkers = options.ioWorkers ?? DEFAULT_IO_WORKERS;
+    const { runtime, plan } = planLoad(file, config, kernels, options);
     options.onPlan?.(plan);
     const arena = kernels.createArena();
     const staging = { arena, ptr: arena.alloc(STAGING_BYTES, 4096), bytes: STAGING_BYTES };
