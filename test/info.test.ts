@@ -105,7 +105,7 @@ test("a file with a type id this ggml does not know: described, with its histogr
   assert.match(stdout, /^ {2}expert up +F32 +1 +[\d.]+ KiB\n {4,}57 \(unknown\) +1 +\?$/m);
   assert.match(stdout, /^ {2}layers 2, hidden 64/m);
   assert.match(stdout, /^memory plan: none/m);
-  assert.match(stdout, /^runs: no, with the wasm-\S+ kernels:\n {2}- .*: tensor types: cannot run 3 tensors of type 57 \(unknown\): 57 \(unknown\): a type id this version of ggml does not define \(blk\.0\.attn_v\.weight, blk\.1\.attn_v\.weight, blk\.1\.ffn_up_exps\.weight\)$/m);
+  assert.match(stdout, /^runs: no, with the wasm-\S+ kernels:\n {2}- .*: tensor types: cannot run 3 tensors of type 57 \(unknown\): 57 \(unknown\) in blk\.0\.attn_v\.weight, blk\.1\.attn_v\.weight, blk\.1\.ffn_up_exps\.weight: a type id this version of ggml does not define$/m);
   const json = await report(["-m", path]);
   assert.deepEqual(json.unsupported.map((u) => [u.type, u.tensors.length]), [[57, 3]]);
 });

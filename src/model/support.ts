@@ -20,7 +20,7 @@ function problemWith(type: number, role: TensorRole, kernels: Kernels): string |
   if (!isKnownGgmlType(type)) return "a type id this version of ggml does not define";
   if (role === "norms") return type === GgmlType.F32 ? undefined : "norms must be F32";
   if (!WEIGHT_FORMATS[type]) return "not a weight type: ggml has no product for it";
-  if (!kernels.supports(type)) return `the ${kernels.name} kernels do not implement it; the reference kernels do (--kernels reference, slow)`;
+  if (!kernels.supports(type)) return `the ${kernels.name} kernels do not implement it, the reference kernels do (--kernels reference, slow)`;
   return undefined;
 }
 
@@ -46,14 +46,14 @@ export function unsupportedTensors(file: GgufFile, config: SmallThinkerConfig, k
 
 const NAMES_SHOWN = 3;
 
-/** "3 tensors of type 57 (unknown) and 2 of NVFP4: 57 (unknown): why (names…); NVFP4: why (names…)". */
+/** "3 tensors of type 57 (unknown) and 2 of NVFP4: 57 (unknown) in names…: why; NVFP4 in names…: why". */
 export function describeUnsupported(groups: readonly UnsupportedTensors[]): string {
   const counts = groups.map((g, i) => `${g.tensors.length}${i === 0 ? ` tensor${g.tensors.length === 1 ? "" : "s"} of type` : " of"} ${g.typeName}`);
   const listed = counts.length === 1 ? counts[0]! : `${counts.slice(0, -1).join(", ")} and ${counts.at(-1)}`;
   const details = groups.map((g) => {
     const names = g.tensors.slice(0, NAMES_SHOWN).join(", ");
     const more = g.tensors.length > NAMES_SHOWN ? ` and ${g.tensors.length - NAMES_SHOWN} more` : "";
-    return `${g.typeName}: ${g.reason} (${names}${more})`;
+    return `${g.typeName} in ${names}${more}: ${g.reason}`;
   });
   return `${listed}: ${details.join("; ")}`;
 }
