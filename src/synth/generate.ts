@@ -319,6 +319,9 @@ function validateShape(shape: ModelShape, type: GgmlType): void {
   if (shape.heads % shape.kvHeads !== 0) problems.push(`heads (${shape.heads}) must be a multiple of kvHeads (${shape.kvHeads})`);
   if (shape.expertsUsed > shape.experts) problems.push(`expertsUsed (${shape.expertsUsed}) exceeds experts (${shape.experts})`);
   if (shape.headDim % 2 !== 0) problems.push("headDim must be even (RoPE rotates pairs)");
+  if (shape.downLayout === "transposed" && shape.expertFfn === shape.hidden) {
+    problems.push("a transposed down matrix of square experts (expertFfn = hidden) looks like llama.cpp's, and readers would take it so");
+  }
   const block = type === GgmlType.Q4_0 || type === GgmlType.Q8_0 ? 32 : 1;
   for (const key of ["hidden", "expertFfn"] as const) {
     if (shape[key] % block !== 0) problems.push(`${key} (${shape[key]}) must be a multiple of ${block} for ${ggmlTypeName(type)}`);

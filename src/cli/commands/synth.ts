@@ -20,8 +20,9 @@ File layout:
   --layout L            whose files to imitate: synthetic (this generator's keys, the default),
                         llama.cpp (its converter and quantizer: expert_gating_func always written,
                         ffn_down_exps {ffn, hidden, E}) or powerinfer (PowerInfer's converter: no
-                        expert_gating_func for sigmoid routing; by default ffn_down_exps transposed
-                        and the head tied, as in its published files)
+                        expert_gating_func for sigmoid routing; by default the head tied and
+                        ffn_down_exps transposed, as in its published files, unless the experts
+                        are square: their orientation could not be told from their shape)
   --name NAME           general.name (and general.finetune in the llama.cpp and powerinfer layouts;
                         default 4b_v7 there for the 4b preset, as the published 4B files say)
   --profiler RANK       add PowerInfer's LM-head predictor lm_head_profiler.weight of this rank
@@ -81,8 +82,8 @@ export async function synthCommand(argv: string[]): Promise<void> {
   const int = (key: string) => parseInteger(values[key as keyof typeof values] as string | undefined, `--${key}`, 1);
   const layout = (values.layout ?? "synthetic") as FileLayout;
   if (!FILE_LAYOUTS.includes(layout)) throw new UsageError(`--layout: expected ${FILE_LAYOUTS.join(", ")}, got "${values.layout}"`);
-  // PowerInfer's published files: experts' down matrices transposed, the head tied to the embeddings.
-  const shape: ModelShape = layout === "powerinfer" ? { ...preset, downLayout: "transposed", tiedOutput: true } : { ...preset };
+  // PowerInfer's published files tie the head to the embeddings (their down matrices: see below).
+  const shape: ModelShape = layout === "powerinfer" ? { ...preset, tiedOutput: true } : { ...preset };
   const overrides: [keyof ModelShape, string][] = [
     ["layers", "layers"], ["hidden", "hidden"], ["heads", "heads"], ["kvHeads", "kv-heads"], ["headDim", "head-dim"],
     ["experts", "experts"], ["expertsUsed", "experts-used"], ["expertFfn", "expert-ffn"], ["contextLength", "context"],
@@ -106,6 +107,9 @@ export async function synthCommand(argv: string[]): Promise<void> {
   if (values["down-layout"] !== undefined) {
     if (!["upstream", "transposed"].includes(values["down-layout"])) throw new UsageError(`--down-layout: expected upstream or transposed`);
     shape.downLayout = values["down-layout"] as ModelShape["downLayout"];
+  } else if (layout === "powerinfer" && shape.expertFfn !== shape.hidden) {
+    // As PowerInfer's published files (--transpose-down all); square experts would not show it.
+    shape.downLayout = "transposed";
   }
   if (values.vocab !== undefined) shape.vocab = values.vocab === "qwen2" ? "qwen2" : parseInteger(values.vocab, "--vocab", 0, 151387)!;
   const seed = parseInteger(values.seed, "--seed", 0, 2 ** 32 - 1) ?? 1;
