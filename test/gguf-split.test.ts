@@ -167,3 +167,22 @@ test("a truncated later part is refused naming that part; with checkData off it 
     file.close();
   }
 });
+
+test("a file whose split.count is 1 holds the whole model and opens as one; split keys that cannot be are refused", () => {
+  const single = join(dir, `single${splitSuffix(0, 1)}`);
+  const [a, b] = tensors([8, 8]);
+  const keys = (no: number, count: number): [string, GgufValue][] => [["split.no", gv.u16(no)], ["split.count", gv.u16(count)], ["split.tensors.count", gv.i32(2)]];
+  writeGguf(single, { metadata: [...metadata, ...keys(0, 1)], tensors: [a!, b!] });
+  const file = GgufFile.open(single);
+  try {
+    assert.deepEqual([file.parts.length, file.tensors.length], [1, 2]);
+  } finally {
+    file.close();
+  }
+  const base = prefix();
+  const path = base + splitSuffix(0, 2);
+  writeGguf(path, { metadata: [...metadata, ...keys(2, 2)], tensors: [a!] });
+  assertRejected(path, "split.no", /expected 0\.\.1 \(of split\.count 2\), got 2/);
+  writeGguf(path, { metadata: [...metadata, ["split.count", gv.u16(2)]], tensors: [a!] });
+  assertRejected(path, "split.no", /missing metadata key/);
+});

@@ -97,3 +97,22 @@ test("NVFP4 experts, which the wasm kernels do not run, run on the reference ker
   assert.equal(result.positions, tokens.length);
   assert.ok(result.meanKl <= 1e-3 && result.top1 >= 0.99, `KL ${result.meanKl}, top-1 ${result.top1}`);
 });
+
+test("tensors the engine never reads are not checked: a PowerInfer predictor of a type id this ggml does not know changes nothing", async () => {
+  const spec = { preset: "tiny", shape: { downLayout: "transposed" as const, expertFfn: 96 }, file: { layout: "powerinfer" as const, predictor: { rank: 32, dims: 1 as const } } };
+  const path = join(dir, "unknown-predictor.gguf");
+  patchTensorTypes(testModel(spec), path, { "lm_head_profiler.weight": 57 });
+  const tokens = randomTokens(32, 1000, 9);
+  const kernels = await testKernels();
+  const logits = (file: string) => {
+    const model = loadSmallThinker(file, kernels, { kvType: "f32", contextSize: 64 });
+    const rows: Float32Array[] = [];
+    try {
+      model.forward(tokens, { logits: "all", onLogits: (i, row) => (rows[i] = Float32Array.from(row)) });
+    } finally {
+      model.close();
+    }
+    return rows;
+  };
+  assert.deepEqual(logits(path), logits(testModel(spec)));
+});
