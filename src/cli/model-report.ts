@@ -116,9 +116,10 @@ export function buildReport(file: GgufFile, kernels: Kernels, options: ReportOpt
       try {
         plans.push({ budget: budget ?? null, plan: planLoad(file, config, kernels, { ...options, memory: budget }).plan, error: null });
       } catch (error) {
-        if (!(error instanceof RangeError)) throw error;
-        plans.push({ budget: budget ?? null, plan: null, error: error.message });
-        problems.push(error.message);
+        // A budget below the minimum, or a shape the kernels cannot lay out: a reason it cannot run.
+        const message = (error as Error).message;
+        plans.push({ budget: budget ?? null, plan: null, error: message });
+        problems.push(message);
       }
     }
   }

@@ -1,7 +1,6 @@
-import { statSync } from "node:fs";
 import { GgufError } from "./errors.js";
 import { GgufMetadata, describeValueType } from "./metadata.js";
-import { PartReader, openPartReader } from "./part-reader.js";
+import { PartOpenError, PartReader, openPartReader } from "./part-reader.js";
 import { checkLaterPart, readSplitKeys, splitPartPaths, SPLIT_KEYS } from "./split.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
@@ -362,29 +361,20 @@ interface ParsedPart extends GgufPart {
   tensors: GgufTensorInfo[];
 }
 
-/** The size of a regular file, or a GgufError saying why it cannot be read. */
-function regularFileSize(path: string, what: string): number {
-  let stats;
-  try {
-    stats = statSync(path);
-  } catch (error) {
-    throw new GgufError(path, "file", `cannot open${what}: ${(error as Error).message}`);
-  }
-  if (!stats.isFile()) throw new GgufError(path, "file", `not a regular file${what}`);
-  return stats.size;
-}
-
-function openReader(paths: readonly string[]): PartReader {
+/** The parts opened for reading, or a GgufError naming the one that cannot be (of the model at `first`). */
+function openReader(paths: readonly string[], first: string): PartReader {
   try {
     return openPartReader(paths, { direct: false });
   } catch (error) {
-    const path = (error as NodeJS.ErrnoException).path ?? paths[0]!;
-    throw new GgufError(path, "file", `cannot open: ${(error as Error).message}`);
+    if (!(error instanceof PartOpenError)) throw error;
+    const which = error.index === 0 ? "" : ` (part ${error.index + 1} of ${paths.length} of ${first})`;
+    throw new GgufError(error.path, "file", `${error.problem}${which}${error.detail ? `: ${error.detail}` : ""}`);
   }
 }
 
 /** Parses and validates the header of part `part`; every problem is a GgufError. */
-function parsePart(path: string, reader: PartReader, part: number, fileSize: number, options: OpenGgufOptions): ParsedPart {
+function parsePart(path: string, reader: PartReader, part: number, options: OpenGgufOptions): ParsedPart {
+  const fileSize = reader.size(part);
   const cursor = new HeaderCursor(reader, part, fileSize, path);
   const magic = cursor.u32("magic");
   if (magic !== GGUF_MAGIC) {
@@ -431,11 +421,11 @@ function parsePart(path: string, reader: PartReader, part: number, fileSize: num
  * the part its name says, with no tensor in two parts and as many tensors in all as the first
  * part's split.tensors.count says.
  */
-function parseLaterParts(first: ParsedPart, reader: PartReader, paths: readonly string[], sizes: readonly number[], options: OpenGgufOptions): ParsedPart[] {
+function parseLaterParts(first: ParsedPart, declared: number, reader: PartReader, paths: readonly string[], options: OpenGgufOptions): ParsedPart[] {
   const parts = [first];
   const owner = new Map(first.tensors.map((t) => [t.name, first.path]));
   for (let i = 1; i < paths.length; i++) {
-    const part = parsePart(paths[i]!, reader, i, sizes[i]!, options);
+    const part = parsePart(paths[i]!, reader, i, options);
     checkLaterPart(part.path, readSplitKeys(part.metadata), i, paths.length);
     for (const t of part.tensors) {
       const earlier = owner.get(t.name);
@@ -444,7 +434,6 @@ function parseLaterParts(first: ParsedPart, reader: PartReader, paths: readonly 
     }
     parts.push(part);
   }
-  const declared = readSplitKeys(first.metadata)!.tensors;
   if (owner.size !== declared) {
     throw new GgufError(first.path, SPLIT_KEYS.tensors, `says ${declared} tensors, but the ${paths.length} parts hold ${owner.size}`);
   }
@@ -484,18 +473,16 @@ export class GgufFile {
 
   /** Opens and validates a GGUF file (every part of a split one); every problem with it is a GgufError. */
   static open(path: string, options: OpenGgufOptions = {}): GgufFile {
-    const size = regularFileSize(path, "");
-    let reader = openReader([path]);
+    let reader = openReader([path], path);
     try {
-      const first = parsePart(path, reader, 0, size, options);
+      const first = parsePart(path, reader, 0, options);
       const split = readSplitKeys(first.metadata);
       let parts = [first];
       if (split) {
         const paths = splitPartPaths(path, split);
-        const sizes = paths.map((p, i) => (i === 0 ? size : regularFileSize(p, ` (part ${i + 1} of ${paths.length} of ${path})`)));
         reader.close();
-        reader = openReader(paths);
-        parts = parseLaterParts(first, reader, paths, sizes, options);
+        reader = openReader(paths, path);
+        parts = parseLaterParts(first, split.tensors, reader, paths, options);
       }
       const stripped = parts.map(({ metadata: _, tensors: __, ...part }) => part);
       return new GgufFile(path, reader, stripped, first.metadata, parts.flatMap((p) => p.tensors));
@@ -517,7 +504,7 @@ export class GgufFile {
     return t;
   }
 
-  /** Tensors whose data does not lie within their file: all there is of a file opened with checkData off. */
+  /** Tensors whose data does not lie within their file (there are some only in a file opened with checkData off). */
   tensorsBeyondEnd(): GgufTensorInfo[] {
     return this.tensors.filter((t) => dataEnd(t) > this.parts[t.part]!.size);
   }
