@@ -145,7 +145,7 @@ export function buildReport(file: GgufFile, kernels: Kernels, options: ReportOpt
 const STRING_SHOWN = 120;
 
 /** The shortest decimal that reads back as the same float32 (1e-6, not 9.999999974752427e-7). */
-export function shortestF32(value: number): string {
+function shortestF32(value: number): string {
   for (let digits = 1; digits < 9; digits++) {
     const text = value.toPrecision(digits);
     if (Math.fround(Number(text)) === value) return String(Number(text));
