@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel, Model } from "../src/engine/model.js";
 import { formatActivity, measureActivity } from "../src/engine/activity.js";
+import { GgufFile } from "../src/gguf/reader.js";
 import { testModel } from "./helpers/models.js";
 
 const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
@@ -112,6 +113,39 @@ test("synth writes what it claims and stats measures it: the library's report, w
   for (const [what, pattern] of [["min", /min (\d+\.\d)%/], ["max", /max (\d+\.\d)%/]] as const) {
     const layer = number(pattern) / 100;
     assert.ok(Math.abs(layer - 0.7) <= 0.05, `per-layer ${what} sparsity ${layer}`);
+  }
+});
+
+test("synth writes a converter's layout, split in parts, and refuses what a layout cannot hold", async () => {
+  const out = join(dir, "pi.gguf");
+  const { code, stdout, stderr } = await run(["synth", "--preset", "tiny", "--expert-ffn", "96", "--type", "F32", "--layout", "powerinfer", "--profiler", "32", "--split", "2", "--out", out]);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /^wrote .*pi-00001-of-00002\.gguf and 1 more part: .*, F32, powerinfer layout, random weights \(seed 1\)/);
+  const file = GgufFile.open(join(dir, "pi-00001-of-00002.gguf"));
+  try {
+    assert.equal(file.parts.length, 2);
+    assert.deepEqual(file.tensor("blk.0.ffn_down_exps.weight").dims, [64, 96, 8], "transposed by default");
+    assert.ok(file.tensorsByName.has("lm_head_profiler.weight") && !file.tensorsByName.has("output.weight"));
+    assert.ok(!file.metadata.has("smallthinker.expert_gating_func"));
+    assert.equal(file.metadata.getString("general.name"), "tiny");
+  } finally {
+    file.close();
+  }
+  const square = await run(["synth", "--preset", "tiny", "--type", "F32", "--layout", "powerinfer", "--header-only", "--out", join(dir, "square.gguf")]);
+  assert.equal(square.code, 0, square.stderr);
+  assert.match(square.stdout, /header only, no weights/);
+  const cases: [string[], RegExp][] = [
+    [["--layout", "llama.cpp", "--down-layout", "transposed", "--expert-ffn", "96"], /the llama\.cpp layout: llama\.cpp's converter writes ffn_down_exps as \{ffn, hidden, experts\} only/],
+    [["--layout", "llama.cpp", "--profiler", "32"], /llama\.cpp cannot load a file with PowerInfer's lm_head_profiler\.weight/],
+    [["--layout", "gguf"], /--layout: expected synthetic, llama\.cpp, powerinfer, got "gguf"/],
+    [["--profiler", "3"], /a predictor of rank 3 holds 3 × \(64 \+ 1261\) = 3975 values, not whole Q4_0 blocks of 32/],
+    [["--down-layout", "transposed"], /a transposed down matrix of square experts/],
+    [["--split", "99"], /cannot split 22 tensors in 99 parts/],
+  ];
+  for (const [args, message] of cases) {
+    const result = await run(["synth", "--preset", "tiny", "--out", join(dir, "bad.gguf"), ...args]);
+    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+    assert.match(result.stderr, message, args.join(" "));
   }
 });
 

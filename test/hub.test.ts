@@ -19,6 +19,8 @@ const PRIVATE = "SmallThinkerTest/Private-GGUF";
 const TOKEN = "hf_fake_token_for_tests";
 /** A repository listing a path that climbs out of the snapshot folder. */
 const EVIL = "SmallThinkerTest/Evil-GGUF";
+/** A repository of a real model split in two parts. */
+const SPLIT = "SmallThinkerTest/Split-GGUF";
 
 /** Deterministic filler bytes (not a model: pull does not read what it fetches). */
 function bytes(length: number, seed: number): Uint8Array {
@@ -27,6 +29,8 @@ function bytes(length: number, seed: number): Uint8Array {
 }
 
 const tinyModel = new Uint8Array(readFileSync(testModel({ preset: "tiny" })));
+const tinySplit = testModel({ preset: "tiny", file: { split: 2 } });
+const tinyParts = [tinySplit, tinySplit.replace("-00001-of-00002.gguf", "-00002-of-00002.gguf")].map((path) => new Uint8Array(readFileSync(path)));
 let hub: FakeHub;
 let caseNumber = 0;
 /** A loopback port nothing listens on (one that was free a moment ago). */
@@ -51,6 +55,13 @@ before(async () => {
     },
     { name: PRIVATE, token: TOKEN, files: [{ path: "private-Q4_0.gguf", content: bytes(50_000, 5) }] },
     { name: EVIL, files: [{ path: "../../../escaped-Q4_0.gguf", content: bytes(1000, 6) }] },
+    {
+      name: SPLIT,
+      files: [
+        { path: "tiny-F32-00001-of-00002.gguf", content: tinyParts[0]! },
+        { path: "tiny-F32-00002-of-00002.gguf", content: tinyParts[1]! },
+      ],
+    },
   ]);
 });
 after(async () => {
@@ -257,8 +268,13 @@ test("the CLI pulls with a progress line per tenth when not on a terminal, lists
   assert.match(run.stderr, /generated 3 tokens/);
   assert.doesNotMatch(run.stderr, /downloading/, "the second use comes from the cache");
 
-  const split = await runCli(["run", "-m", `hf:${REPO}:Q4_K_M`, "-n", "1"], env);
-  assert.equal(split.code, 1);
-  assert.match(split.stderr, /is split in 2 files .*llama-gguf-split --merge/);
-  assert.doesNotMatch(split.stderr, /^\s+at /m);
+  // A split model runs from its first part, the other beside it in the snapshot: as the whole file does.
+  const split = await runCli(["run", "-m", `hf:${SPLIT}`, "-p", "Hello", "-n", "3", "--seed", "1"], env);
+  assert.equal(split.code, 0, split.stderr);
+  assert.match(split.stderr, /downloading SmallThinkerTest\/Split-GGUF\/tiny-F32-00001-of-00002\.gguf[\s\S]*downloading SmallThinkerTest\/Split-GGUF\/tiny-F32-00002-of-00002\.gguf/);
+  assert.equal(split.stdout, run.stdout);
+  const info = await runCli(["info", "-m", `hf:${SPLIT}`], env);
+  assert.equal(info.code, 0, info.stderr);
+  assert.match(info.stdout, new RegExp(`snapshots/${hub.commit}/tiny-F32-00001-of-00002\\.gguf: GGUF v3, split in 2 parts`));
+  assert.match(info.stdout, /^runs: yes/m);
 });

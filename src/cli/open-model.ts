@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import { formatPlan, loadModel, LoadModelOptions, Model } from "../engine/model.js";
 import { pullModel } from "../hub/index.js";
-import { CommandError, formatBytes } from "./args.js";
+import { formatBytes } from "./args.js";
 import { demoModelPath } from "./demo.js";
 import { progressBar, type Progress } from "./progress.js";
 
@@ -15,18 +15,13 @@ export function warn(line: string): void {
 
 /**
  * The file a command's -m names: a path as it is, hf:OWNER/NAME[:QUANT] fetched into (or found in)
- * the Hugging Face cache, nothing for the demo model.
+ * the Hugging Face cache (a split model's first part, beside which its other parts lie), nothing
+ * for the demo model.
  */
 export async function resolveModelPath(model: string | undefined, log: Log): Promise<string> {
   if (model === undefined) return demoModelPath(log);
   if (!model.startsWith("hf:")) return model;
   const pulled = await pullWithProgress(model.slice(3), log);
-  if (pulled.paths.length > 1) {
-    throw new CommandError(
-      `${model} is split in ${pulled.paths.length} files (in ${pulled.paths[0]} and beside it); smallthinker loads single-file GGUFs: ` +
-        `merge them with llama.cpp's "llama-gguf-split --merge FIRST-PART OUT.gguf" and pass -m OUT.gguf`,
-    );
-  }
   return pulled.paths[0]!;
 }
 

@@ -10,7 +10,9 @@ export const IoStatus = { idle: 0, pending: 1, done: 2, failed: 3 } as const;
 /** Direct I/O moves whole 4 KiB sectors between 4 KiB-aligned file offsets and addresses. */
 export const DIRECT_ALIGNMENT = 4096;
 
+/** Bytes [position, position + length) of part `part` of the model, read to `ptr`. */
 export interface RangeRead {
+  part: number;
   position: number;
   length: number;
   ptr: Ptr;
@@ -35,7 +37,8 @@ export interface IoRequest {
 }
 
 export interface IoWorkerData {
-  path: string;
+  /** The model's files (GgufFile.paths): RangeRead.part indexes them. */
+  paths: readonly string[];
   direct: boolean;
   status: SharedArrayBuffer;
   errors: SharedArrayBuffer;
@@ -80,12 +83,12 @@ export class IoPool {
   private next = 0;
   private readonly attached = new Set<Arena>();
 
-  constructor(readonly path: string, readonly direct: boolean, workers: number, readonly slots: number, private readonly packer: PackerDescriptor) {
+  constructor(readonly paths: readonly string[], readonly direct: boolean, workers: number, readonly slots: number, private readonly packer: PackerDescriptor) {
     const status = new SharedArrayBuffer(4 * slots);
     const errors = new SharedArrayBuffer(4 * slots);
     this.status = new Int32Array(status);
     this.errors = new Int32Array(errors);
-    const data: IoWorkerData = { path, direct, status, errors, packer };
+    const data: IoWorkerData = { paths, direct, status, errors, packer };
     this.workers = Array.from({ length: workers }, () => {
       const worker = new Worker(new URL("./io-worker.js", import.meta.url), { workerData: data });
       worker.unref();
@@ -126,7 +129,7 @@ export class IoPool {
     if (Atomics.load(this.status, id) === IoStatus.failed) {
       const errno = Atomics.load(this.errors, id);
       Atomics.store(this.status, id, IoStatus.idle);
-      throw new Error(`reading ${this.path} failed (errno ${errno})`);
+      throw new Error(`reading ${this.paths.join(", ")} failed (errno ${errno})`);
     }
     Atomics.store(this.status, id, IoStatus.idle);
   }

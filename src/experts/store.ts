@@ -15,8 +15,9 @@ export interface ExpertGeometry {
   downLayout: DownLayout;
 }
 
-/** Where one expert matrix lies in the file and how it is packed. */
+/** Where one expert matrix lies in the model's files and how it is packed. */
 interface MatrixSource {
+  part: number;
   position: number;
   length: number;
   type: GgmlType;
@@ -82,7 +83,7 @@ function matrixSources(file: GgufFile, layer: number, expert: number): MatrixSou
     const cols = info.dims[0]!;
     const rows = info.dims[1]!;
     const length = rows * ggmlRowBytes(info.type, cols);
-    return { position: info.offset + expert * length, length, type: info.type, rows, cols, kind: name === "down" ? "expert-down" : "matrix" };
+    return { part: info.part, position: info.offset + expert * length, length, type: info.type, rows, cols, kind: name === "down" ? "expert-down" : "matrix" };
   });
 }
 
@@ -123,7 +124,7 @@ export class ExpertStore implements ExpertSource {
     if (options.slots < 1) throw new RangeError("the expert cache needs at least one slot");
     this.policy = createPolicy(options.policy, totalKeys);
     const stagingCount = Math.max(1, options.ioDepth);
-    this.io = new IoPool(file.path, supportsDirectIo(file.path), Math.max(1, options.ioWorkers), 16 * stagingCount, kernels.packer);
+    this.io = new IoPool(file.paths, file.paths.every(supportsDirectIo), Math.max(1, options.ioWorkers), 16 * stagingCount, kernels.packer);
     let arena = arenas[arenas.length - 1]!;
     const perArena = (a: Arena) => {
       if (!this.stagings.has(a)) {
@@ -285,7 +286,7 @@ export class ExpertStore implements ExpertSource {
     const sources = matrixSources(this.file, layer, expert);
     for (const source of sources) {
       const range = alignedRange(source.position, source.length);
-      reads.push({ position: range.position, length: range.length, ptr: staging.ptr + rawOffset });
+      reads.push({ part: source.part, position: range.position, length: range.length, ptr: staging.ptr + rawOffset });
       const dst = slot.base + packedOffset;
       packs.push({ kind: source.kind, type: source.type, rows: source.rows, cols: source.cols, src: staging.ptr + rawOffset + range.offset, dst, layout: downLayout });
       ptrs.push(dst);

@@ -1,9 +1,11 @@
 export * from "./types.js";
 export { GgufError } from "./errors.js";
 export { GgufMetadata } from "./metadata.js";
-export { GgufFile, type OpenGgufOptions } from "./reader.js";
+export { GgufFile, type GgufPart, type OpenGgufOptions } from "./reader.js";
 export {
   writeGguf,
+  writeGgufHeader,
+  writeGgufSplit,
   layoutGguf,
   gv,
   fromBytes,
@@ -11,4 +13,5 @@ export {
   type GgufTensorShape,
   type GgufTensorSpec,
   type GgufWriteSpec,
+  type GgufSplitOptions,
 } from "./writer.js";

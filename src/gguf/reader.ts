@@ -1,6 +1,7 @@
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { GgufError } from "./errors.js";
 import { GgufMetadata, describeValueType } from "./metadata.js";
+import { PartOpenError, PartReader, openPartReader } from "./part-reader.js";
+import { checkLaterPart, readSplitKeys, splitPartPaths, SPLIT_KEYS } from "./split.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
@@ -16,8 +17,6 @@ import {
 } from "./types.js";
 
 const MAX_DIMS = 4;
-/** fs.readSync refuses lengths of 2 GiB and more; tensor reads go in slices below that. */
-const MAX_READ_SLICE = 1 << 30;
 const HEADER_CHUNK = 1 << 20;
 /**
  * Limits far above any real header value (chat templates are kilobytes, vocabularies a few
@@ -28,7 +27,7 @@ const HEADER_CHUNK = 1 << 20;
 const MAX_STRING_BYTES = 1 << 28;
 const MAX_ARRAY_LENGTH = 1 << 26;
 
-/** Reads a GGUF header from a file descriptor in chunks, so the header can be of any size. */
+/** Reads a GGUF header from one part in chunks, so the header can be of any size. */
 class HeaderCursor {
   private buffer = new Uint8Array(0);
   private view = new DataView(this.buffer.buffer);
@@ -42,7 +41,8 @@ class HeaderCursor {
   private readonly decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   constructor(
-    private readonly fd: number,
+    private readonly reader: PartReader,
+    private readonly part: number,
     readonly fileSize: number,
     private readonly path: string,
   ) {}
@@ -65,13 +65,9 @@ class HeaderCursor {
     if (local + bytes <= this.buffer.length) return local;
     const size = Math.min(Math.max(bytes, HEADER_CHUNK), this.fileSize - this.position);
     const chunk = new Uint8Array(size);
-    let got = 0;
+    let got: number;
     try {
-      while (got < size) {
-        const n = readSync(this.fd, chunk, got, size - got, this.position + got);
-        if (n === 0) break;
-        got += n;
-      }
+      got = this.reader.read(this.part, this.position, chunk);
     } catch (error) {
       throw new GgufError(this.path, field, `read failed: ${(error as Error).message}`, this.position);
     }
@@ -266,7 +262,7 @@ function readAlignment(path: string, metadata: GgufMetadata): number {
   return alignment;
 }
 
-function readTensorInfo(cursor: HeaderCursor, path: string, index: number, alignment: number): Omit<GgufTensorInfo, "offset"> {
+function readTensorInfo(cursor: HeaderCursor, path: string, index: number, alignment: number): Omit<GgufTensorInfo, "offset" | "part"> {
   const name = cursor.string(`tensor[${index}].name`);
   const field = `tensor ${name}`;
   const dimsAt = cursor.position;
@@ -308,13 +304,18 @@ function readTensorInfo(cursor: HeaderCursor, path: string, index: number, align
   return { name, dims, type, relativeOffset, byteLength, elementCount: Number(elements) };
 }
 
+/** Where a tensor's data ends in its part (its start, for a tensor of unknown size). */
+function dataEnd(t: GgufTensorInfo): number {
+  return t.offset + (t.byteLength ?? 0);
+}
+
 /**
- * Tensors must lie in the file (unless told otherwise) and must not share bytes. A tensor of
- * unknown size is checked as far as it can be: its start lies in the file, outside other tensors.
+ * A part's tensors must lie in it (unless told otherwise) and must not share bytes. A tensor of
+ * unknown size is checked as far as it can be: its start lies in the part, outside other tensors.
  */
 function checkTensorPlacement(path: string, fileSize: number, tensors: GgufTensorInfo[], checkData: boolean): void {
   for (const t of tensors) {
-    const end = t.offset + (t.byteLength ?? 0);
+    const end = dataEnd(t);
     if (checkData ? end > fileSize : end > Number.MAX_SAFE_INTEGER) {
       throw new GgufError(
         path,
@@ -328,100 +329,172 @@ function checkTensorPlacement(path: string, fileSize: number, tensors: GgufTenso
   for (let i = 0; i + 1 < byOffset.length; i++) {
     const t = byOffset[i]!;
     const next = byOffset[i + 1]!;
-    const end = t.offset + (t.byteLength ?? 0);
-    if (end > next.offset) {
+    if (dataEnd(t) > next.offset) {
       throw new GgufError(
         path,
         `tensor ${t.name}`,
-        `data [${t.offset}, ${end}) overlaps tensor ${next.name} starting at ${next.offset}`,
+        `data [${t.offset}, ${dataEnd(t)}) overlaps tensor ${next.name} starting at ${next.offset}`,
       );
     }
   }
 }
 
 export interface OpenGgufOptions {
-  /** Check that every tensor lies within the file (default true); off, a header alone can be read. */
+  /** Check that every tensor lies within its file (default true); off, a header alone can be read. */
   checkData?: boolean;
 }
 
+/** One file of a model: the whole model, or one part of a split one. */
+export interface GgufPart {
+  path: string;
+  /** Bytes of the file. */
+  size: number;
+  version: number;
+  alignment: number;
+  /** Where its tensor data begins. */
+  dataOffset: number;
+  tensorCount: number;
+}
+
+interface ParsedPart extends GgufPart {
+  metadata: GgufMetadata;
+  tensors: GgufTensorInfo[];
+}
+
+/** The parts opened for reading, or a GgufError naming the one that cannot be (of the model at `first`). */
+function openReader(paths: readonly string[], first: string): PartReader {
+  try {
+    return openPartReader(paths, { direct: false });
+  } catch (error) {
+    if (!(error instanceof PartOpenError)) throw error;
+    const which = error.index === 0 ? "" : ` (part ${error.index + 1} of ${paths.length} of ${first})`;
+    throw new GgufError(error.path, "file", `${error.problem}${which}${error.detail ? `: ${error.detail}` : ""}`);
+  }
+}
+
+/** Parses and validates the header of part `part`; every problem is a GgufError. */
+function parsePart(path: string, reader: PartReader, part: number, options: OpenGgufOptions): ParsedPart {
+  const fileSize = reader.size(part);
+  const cursor = new HeaderCursor(reader, part, fileSize, path);
+  const magic = cursor.u32("magic");
+  if (magic !== GGUF_MAGIC) {
+    const bytes = [magic & 0xff, (magic >> 8) & 0xff, (magic >> 16) & 0xff, magic >>> 24];
+    const shown = bytes.map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`));
+    throw new GgufError(path, "magic", `expected "GGUF", got "${shown.join("")}": not a GGUF file`, 0);
+  }
+  const version = cursor.u32("version");
+  if (version !== 2 && version !== 3) {
+    const hint = version > 0xffff ? " (a big-endian file? only little-endian GGUF is supported)" : "";
+    throw new GgufError(path, "version", `unsupported GGUF version ${version}, expected 2 or 3${hint}`, 4);
+  }
+  const tensorCount = cursor.count("tensor_count", Math.floor((cursor.remaining - 16) / 24), "tensor count");
+  const kvCount = cursor.count("metadata_kv_count", Math.floor((cursor.remaining - 8) / 13), "metadata count");
+
+  const entries = new Map<string, GgufValue>();
+  for (let i = 0; i < kvCount; i++) {
+    const keyAt = cursor.position;
+    const key = cursor.string(`metadata[${i}].key`);
+    if (entries.has(key)) throw new GgufError(path, key, "duplicate metadata key", keyAt);
+    const type = cursor.u32(key);
+    entries.set(key, readValue(cursor, type, key, path, 0));
+  }
+  const metadata = new GgufMetadata(path, entries);
+  const alignment = readAlignment(path, metadata);
+
+  const infos: Omit<GgufTensorInfo, "offset" | "part">[] = [];
+  const names = new Set<string>();
+  for (let i = 0; i < tensorCount; i++) {
+    const nameAt = cursor.position;
+    const info = readTensorInfo(cursor, path, i, alignment);
+    if (names.has(info.name)) throw new GgufError(path, `tensor ${info.name}`, "duplicate tensor name", nameAt);
+    names.add(info.name);
+    infos.push(info);
+  }
+  const dataOffset = alignUp(cursor.position, alignment);
+  const tensors: GgufTensorInfo[] = infos.map((t) => ({ ...t, part, offset: dataOffset + t.relativeOffset }));
+  checkTensorPlacement(path, fileSize, tensors, options.checkData !== false);
+  return { path, size: fileSize, version, alignment, dataOffset, tensorCount, metadata, tensors };
+}
+
 /**
- * A GGUF file opened for reading: the header is parsed eagerly, tensor data stays on disk and is
- * read by offset on request, so files larger than memory (and larger than 2 GiB) work.
+ * The later parts of a split model whose first part is parsed: found by name, each checked to be
+ * the part its name says, with no tensor in two parts and as many tensors in all as the first
+ * part's split.tensors.count says.
+ */
+function parseLaterParts(first: ParsedPart, declared: number, reader: PartReader, paths: readonly string[], options: OpenGgufOptions): ParsedPart[] {
+  const parts = [first];
+  const owner = new Map(first.tensors.map((t) => [t.name, first.path]));
+  for (let i = 1; i < paths.length; i++) {
+    const part = parsePart(paths[i]!, reader, i, options);
+    checkLaterPart(part.path, readSplitKeys(part.metadata), i, paths.length);
+    for (const t of part.tensors) {
+      const earlier = owner.get(t.name);
+      if (earlier !== undefined) throw new GgufError(part.path, `tensor ${t.name}`, `also in ${earlier}: a tensor may be in one part only`);
+      owner.set(t.name, part.path);
+    }
+    parts.push(part);
+  }
+  if (owner.size !== declared) {
+    throw new GgufError(first.path, SPLIT_KEYS.tensors, `says ${declared} tensors, but the ${paths.length} parts hold ${owner.size}`);
+  }
+  return parts;
+}
+
+/**
+ * A GGUF model opened for reading: the header is parsed eagerly, tensor data stays on disk and is
+ * read by offset on request, so files larger than memory (and larger than 2 GiB) work. A model
+ * split in parts (llama-gguf-split) is opened from its first part and presents one file: the
+ * first part's metadata, every part's tensors, each tensor saying which part holds its data.
  */
 export class GgufFile {
   readonly tensorsByName: ReadonlyMap<string, GgufTensorInfo>;
+  /** The first part's (the one holding the metadata). */
+  readonly version: number;
+  readonly alignment: number;
+  readonly dataOffset: number;
+  /** Bytes of the model's files together. */
+  readonly fileSize: number;
 
   private constructor(
+    /** The file the model was opened from (its first part). */
     readonly path: string,
-    private fd: number,
-    readonly fileSize: number,
-    readonly version: number,
+    private readonly reader: PartReader,
+    readonly parts: readonly GgufPart[],
     readonly metadata: GgufMetadata,
     readonly tensors: readonly GgufTensorInfo[],
-    readonly alignment: number,
-    readonly dataOffset: number,
   ) {
     this.tensorsByName = new Map(tensors.map((t) => [t.name, t]));
+    const first = parts[0]!;
+    this.version = first.version;
+    this.alignment = first.alignment;
+    this.dataOffset = first.dataOffset;
+    this.fileSize = parts.reduce((sum, p) => sum + p.size, 0);
   }
 
-  /** Opens and validates a GGUF file; every problem with the file is a GgufError. */
+  /** Opens and validates a GGUF file (every part of a split one); every problem with it is a GgufError. */
   static open(path: string, options: OpenGgufOptions = {}): GgufFile {
-    let fd: number;
+    let reader = openReader([path], path);
     try {
-      fd = openSync(path, "r");
+      const first = parsePart(path, reader, 0, options);
+      const split = readSplitKeys(first.metadata);
+      let parts = [first];
+      if (split) {
+        const paths = splitPartPaths(path, split);
+        reader.close();
+        reader = openReader(paths, path);
+        parts = parseLaterParts(first, split.tensors, reader, paths, options);
+      }
+      const stripped = parts.map(({ metadata: _, tensors: __, ...part }) => part);
+      return new GgufFile(path, reader, stripped, first.metadata, parts.flatMap((p) => p.tensors));
     } catch (error) {
-      throw new GgufError(path, "file", `cannot open: ${(error as Error).message}`);
-    }
-    try {
-      const stats = fstatSync(fd);
-      if (!stats.isFile()) throw new GgufError(path, "file", "not a regular file");
-      return GgufFile.parse(path, fd, stats.size, options);
-    } catch (error) {
-      closeSync(fd);
+      reader.close();
       throw error;
     }
   }
 
-  private static parse(path: string, fd: number, fileSize: number, options: OpenGgufOptions): GgufFile {
-    const cursor = new HeaderCursor(fd, fileSize, path);
-    const magic = cursor.u32("magic");
-    if (magic !== GGUF_MAGIC) {
-      const bytes = [magic & 0xff, (magic >> 8) & 0xff, (magic >> 16) & 0xff, magic >>> 24];
-      const shown = bytes.map((b) => (b >= 32 && b < 127 ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`));
-      throw new GgufError(path, "magic", `expected "GGUF", got "${shown.join("")}": not a GGUF file`, 0);
-    }
-    const version = cursor.u32("version");
-    if (version !== 2 && version !== 3) {
-      const hint = version > 0xffff ? " (a big-endian file? only little-endian GGUF is supported)" : "";
-      throw new GgufError(path, "version", `unsupported GGUF version ${version}, expected 2 or 3${hint}`, 4);
-    }
-    const tensorCount = cursor.count("tensor_count", Math.floor((cursor.remaining - 16) / 24), "tensor count");
-    const kvCount = cursor.count("metadata_kv_count", Math.floor((cursor.remaining - 8) / 13), "metadata count");
-
-    const entries = new Map<string, GgufValue>();
-    for (let i = 0; i < kvCount; i++) {
-      const keyAt = cursor.position;
-      const key = cursor.string(`metadata[${i}].key`);
-      if (entries.has(key)) throw new GgufError(path, key, "duplicate metadata key", keyAt);
-      const type = cursor.u32(key);
-      entries.set(key, readValue(cursor, type, key, path, 0));
-    }
-    const metadata = new GgufMetadata(path, entries);
-    const alignment = readAlignment(path, metadata);
-
-    const infos: Omit<GgufTensorInfo, "offset">[] = [];
-    const names = new Set<string>();
-    for (let i = 0; i < tensorCount; i++) {
-      const nameAt = cursor.position;
-      const info = readTensorInfo(cursor, path, i, alignment);
-      if (names.has(info.name)) throw new GgufError(path, `tensor ${info.name}`, "duplicate tensor name", nameAt);
-      names.add(info.name);
-      infos.push(info);
-    }
-    const dataOffset = alignUp(cursor.position, alignment);
-    const tensors: GgufTensorInfo[] = infos.map((t) => ({ ...t, offset: dataOffset + t.relativeOffset }));
-    checkTensorPlacement(path, fileSize, tensors, options.checkData !== false);
-    return new GgufFile(path, fd, fileSize, version, metadata, tensors, alignment, dataOffset);
+  /** The files' paths, the first part's first. */
+  get paths(): string[] {
+    return this.parts.map((p) => p.path);
   }
 
   /** The named tensor, or a clear error naming the file and the missing tensor. */
@@ -431,23 +504,21 @@ export class GgufFile {
     return t;
   }
 
-  /** Reads `target.length` bytes of the file starting at absolute `position`. */
-  readAt(position: number, target: Uint8Array): void {
-    if (this.fd < 0) throw new GgufError(this.path, "file", "read after close");
-    let done = 0;
-    while (done < target.length) {
-      const length = Math.min(target.length - done, MAX_READ_SLICE);
-      let n: number;
-      try {
-        n = readSync(this.fd, target, done, length, position + done);
-      } catch (error) {
-        throw new GgufError(this.path, "data", `read failed: ${(error as Error).message}`, position + done);
-      }
-      if (n === 0) {
-        throw new GgufError(this.path, "data", `file ends before byte ${position + target.length}`, position + done);
-      }
-      done += n;
+  /** Tensors whose data does not lie within their file (there are some only in a file opened with checkData off). */
+  tensorsBeyondEnd(): GgufTensorInfo[] {
+    return this.tensors.filter((t) => dataEnd(t) > this.parts[t.part]!.size);
+  }
+
+  /** Reads `target.length` bytes of part `part` starting at absolute `position`. */
+  readAt(part: number, position: number, target: Uint8Array): void {
+    const path = this.parts[part]?.path ?? this.path;
+    let n: number;
+    try {
+      n = this.reader.read(part, position, target);
+    } catch (error) {
+      throw new GgufError(path, "data", `read failed: ${(error as Error).message}`, position);
     }
+    if (n < target.length) throw new GgufError(path, "data", `file ends before byte ${position + target.length}`, position + n);
   }
 
   /** Reads bytes [start, start + target.length) of a tensor's data into target. */
@@ -458,20 +529,10 @@ export class GgufFile {
     if (start < 0 || start + target.length > tensor.byteLength) {
       throw new GgufError(this.path, `tensor ${tensor.name}`, `read of [${start}, ${start + target.length}) outside its ${tensor.byteLength} bytes`);
     }
-    this.readAt(tensor.offset + start, target);
-  }
-
-  /** The file descriptor, for readers that issue their own reads (e.g. from worker threads). */
-  get descriptor(): number {
-    return this.fd;
+    this.readAt(tensor.part, tensor.offset + start, target);
   }
 
   close(): void {
-    if (this.fd >= 0) {
-      closeSync(this.fd);
-      this.fd = -1;
-    }
+    this.reader.close();
   }
 }
-
-

@@ -140,9 +140,11 @@ export interface GgufTensorInfo {
   dims: number[];
   /** The file's type id; possibly one this ggml version does not know (isKnownGgmlType). */
   type: GgmlType;
-  /** Offset of the data relative to the start of the data section. */
+  /** Which file holds the data: 0, or for a split model the index of its part (GgufFile.parts). */
+  part: number;
+  /** Offset of the data relative to the start of its part's data section. */
   relativeOffset: number;
-  /** Absolute position of the data in the file. */
+  /** Absolute position of the data in its part's file. */
   offset: number;
   /** Bytes of data; undefined when the type is unknown, as its block layout then is. */
   byteLength: number | undefined;

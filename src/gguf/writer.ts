@@ -1,5 +1,6 @@
-import { closeSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, openSync, renameSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { GgufError } from "./errors.js";
+import { SPLIT_KEYS, splitSuffix } from "./split.js";
 import {
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
@@ -322,6 +323,79 @@ export function writeGguf(path: string, spec: GgufWriteSpec): void {
     if (!complete) unlinkSync(partial);
   }
   renameSync(partial, path);
+}
+
+/**
+ * Writes only the header of the GGUF file `spec` describes (metadata and tensor list, no data):
+ * a file that GgufFile opens with checkData off, enough to describe a model and plan its memory
+ * without generating its weights.
+ */
+export function writeGgufHeader(path: string, spec: Omit<GgufWriteSpec, "tensors"> & { tensors: readonly GgufTensorShape[] }): void {
+  const layout = layoutGguf(path, spec);
+  const partial = `${path}.partial-${process.pid}`;
+  writeFileSync(partial, layout.header);
+  renameSync(partial, path);
+}
+
+export interface GgufSplitOptions {
+  /** How many files (each holds at least one tensor). */
+  parts: number;
+  /** Write only each part's header (see writeGgufHeader). */
+  headerOnly?: boolean;
+}
+
+/**
+ * Writes a model in `parts` files as llama.cpp's llama-gguf-split does: PREFIX-00001-of-0000N.gguf
+ * and on, the tensors in their order, the first part holding all the metadata, every part the
+ * split keys (split.no u16, split.count u16, split.tensors.count i32). The parts hold about equal
+ * bytes (see partOfEach). Returns the paths, first part first.
+ */
+export function writeGgufSplit(prefix: string, spec: GgufWriteSpec, options: GgufSplitOptions): string[] {
+  const { parts } = options;
+  const entries = spec.metadata instanceof Map ? [...spec.metadata.entries()] : [...(spec.metadata as ReadonlyArray<readonly [string, GgufValue]>)];
+  const path = (i: number) => prefix + splitSuffix(i, parts);
+  if (!Number.isInteger(parts) || parts < 2 || parts > 0xffff || parts > spec.tensors.length) {
+    throw new GgufError(path(0), SPLIT_KEYS.count, `cannot split ${spec.tensors.length} tensors in ${parts} parts: expected 2 to ${Math.min(0xffff, spec.tensors.length)}`);
+  }
+  const existing = entries.find(([key]) => Object.values(SPLIT_KEYS).includes(key as never));
+  if (existing) throw new GgufError(path(0), existing[0], "the metadata already has split keys");
+  const partOf = partOfEach(spec.tensors.map((t) => alignUp(tensorBytes(path(0), t), GGUF_DEFAULT_ALIGNMENT)), parts);
+  // The first part last: the file a model is opened from appears only once the others are complete.
+  for (let i = parts - 1; i >= 0; i--) {
+    const splitKeys: [string, GgufValue][] = [
+      [SPLIT_KEYS.no, { type: GgufValueType.UINT16, value: i }],
+      [SPLIT_KEYS.count, { type: GgufValueType.UINT16, value: parts }],
+      [SPLIT_KEYS.tensors, { type: GgufValueType.INT32, value: spec.tensors.length }],
+    ];
+    const part: GgufWriteSpec = {
+      version: spec.version,
+      alignment: i === 0 ? spec.alignment : undefined,
+      metadata: i === 0 ? [...entries, ...splitKeys] : splitKeys,
+      tensors: spec.tensors.filter((_, t) => partOf[t] === i),
+    };
+    if (options.headerOnly) writeGgufHeader(path(i), part);
+    else writeGguf(path(i), part);
+  }
+  return Array.from({ length: parts }, (_, i) => path(i));
+}
+
+/**
+ * The part of each tensor: the one its middle byte falls in when the data is cut in `parts` equal
+ * shares, in order, with no part left empty.
+ */
+function partOfEach(bytes: readonly number[], parts: number): number[] {
+  const total = bytes.reduce((a, b) => a + b, 0);
+  let before = 0;
+  let previous = 0;
+  return bytes.map((size, i) => {
+    const balanced = total === 0 ? 0 : Math.floor(((before + size / 2) * parts) / total);
+    // The tensors left must still give every later part one.
+    const latest = parts - (bytes.length - i);
+    const part = i === 0 ? 0 : Math.min(previous + 1, Math.max(previous, balanced, latest));
+    before += size;
+    previous = part;
+    return part;
+  });
 }
 
 /** A producer that emits one in-memory buffer. */

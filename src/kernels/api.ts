@@ -131,6 +131,8 @@ export interface Kernels {
   createArena(initialBytes?: number): Arena;
 
   // ---- weights ----
+  /** Whether these kernels pack, multiply and dequantize weights of `type`. */
+  supports(type: GgmlType): boolean;
   /** Bytes a packed weight occupies. */
   packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols: number, layout?: DownLayout): number;
   /**

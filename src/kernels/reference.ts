@@ -1,6 +1,6 @@
 import { GgmlType, ggmlRowBytes } from "../gguf/types.js";
 import { fp16ToFp32, fp32ToFp16 } from "../quant/half.js";
-import { ACTIVATION_FORMATS, activationRowBytes, weightFormat } from "../quant/formats/index.js";
+import { ACTIVATION_FORMATS, WEIGHT_FORMATS, activationRowBytes, weightFormat } from "../quant/formats/index.js";
 import {
   ActivationFormat,
   AttentionParams,
@@ -36,6 +36,10 @@ export class ReferenceKernels implements Kernels {
 
   createArena(initialBytes = this.reservedArenaBytes): Arena {
     return new Arena(this.arenaCount++, this.reservedArenaBytes, initialBytes);
+  }
+
+  supports(type: GgmlType): boolean {
+    return WEIGHT_FORMATS[type] !== undefined;
   }
 
   packedBytes(_kind: WeightKind, type: GgmlType, rows: number, cols: number): number {

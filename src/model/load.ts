@@ -9,6 +9,7 @@ import { SmallThinkerConfig, readConfig } from "./config.js";
 import { ModelRuntimeOptions, SmallThinkerModel } from "./model.js";
 import { MemoryPlan, defaultParallel, planMemory } from "./plan.js";
 import { kvCacheBytes } from "../kv/cache.js";
+import { requireSupported } from "./support.js";
 import { STAGING_BYTES, WeightLoader } from "./weights.js";
 
 export interface LoadOptions {
@@ -40,6 +41,8 @@ export interface LoadOptions {
 
 /** Growth of the process after planning (JIT code, V8 heap, thread stacks), kept out of the expert cache. */
 const RUNTIME_MARGIN = 24 << 20;
+const DEFAULT_IO_DEPTH = 8;
+const DEFAULT_IO_WORKERS = 2;
 
 /** File bytes the loader reads before the model can run: dense weights, and the experts when all are resident. */
 function bytesLoadedAtStart(file: GgufFile, config: SmallThinkerConfig, allResident: boolean): number {
@@ -49,37 +52,48 @@ function bytesLoadedAtStart(file: GgufFile, config: SmallThinkerConfig, allResid
   return names.reduce((sum, name) => sum + tensorByteLength(file.tensor(name)), 0);
 }
 
+/**
+ * The runtime settings and memory plan a load with these options makes, before anything is
+ * loaded: what `smallthinker info` shows. Throws a RangeError for a budget below the minimum.
+ */
+export function planLoad(file: GgufFile, config: SmallThinkerConfig, kernels: Kernels, options: LoadOptions = {}): { runtime: ModelRuntimeOptions; plan: MemoryPlan } {
+  const batchSize = options.batchSize ?? 256;
+  const contextSize = Math.min(options.contextSize ?? 4096, config.contextLength);
+  const kvType = options.kvType ?? "f16";
+  const parallel = options.parallel === "auto" ? defaultParallel(kvCacheBytes(config, { contextSize, batchSize, type: kvType }), options.memory) : (options.parallel ?? 1);
+  if (!Number.isInteger(parallel) || parallel < 1 || parallel > batchSize) {
+    throw new RangeError(`parallel must be a whole number from 1 to the batch size (${batchSize}), got ${parallel}`);
+  }
+  const runtime: ModelRuntimeOptions = {
+    contextSize,
+    batchSize,
+    kvType,
+    sparse: options.sparse ?? true,
+    logitsRows: Math.min(options.logitsRows ?? 8, batchSize),
+    parallel,
+  };
+  const plan = planMemory({
+    file, config, kernels, runtime, budget: options.memory,
+    ioDepth: options.ioDepth ?? DEFAULT_IO_DEPTH, ioWorkers: options.ioWorkers ?? DEFAULT_IO_WORKERS,
+    baseline: options.processBytes ?? process.memoryUsage().rss + file.dataOffset + RUNTIME_MARGIN,
+  });
+  return { runtime, plan };
+}
+
 /** Opens a SmallThinker GGUF and loads it within the memory budget. */
 export function loadSmallThinker(path: string, kernels: Kernels, options: LoadOptions = {}): SmallThinkerModel {
   const file = GgufFile.open(path);
   let direct: DirectFile | undefined;
   try {
     const config = readConfig(file);
-    const batchSize = options.batchSize ?? 256;
-    const contextSize = Math.min(options.contextSize ?? 4096, config.contextLength);
-    const kvType = options.kvType ?? "f16";
-    const parallel = options.parallel === "auto" ? defaultParallel(kvCacheBytes(config, { contextSize, batchSize, type: kvType }), options.memory) : (options.parallel ?? 1);
-    if (!Number.isInteger(parallel) || parallel < 1 || parallel > batchSize) {
-      throw new RangeError(`parallel must be a whole number from 1 to the batch size (${batchSize}), got ${parallel}`);
-    }
-    const runtime: ModelRuntimeOptions = {
-      contextSize,
-      batchSize,
-      kvType,
-      sparse: options.sparse ?? true,
-      logitsRows: Math.min(options.logitsRows ?? 8, batchSize),
-      parallel,
-    };
-    const ioDepth = options.ioDepth ?? 8;
-    const ioWorkers = options.ioWorkers ?? 2;
-    const plan = planMemory({
-      file, config, kernels, runtime, budget: options.memory, ioDepth, ioWorkers,
-      baseline: options.processBytes ?? process.memoryUsage().rss + file.dataOffset + RUNTIME_MARGIN,
-    });
+    requireSupported(file, config, kernels);
+    const ioDepth = options.ioDepth ?? DEFAULT_IO_DEPTH;
+    const ioWorkers = options.ioWorkers ?? DEFAULT_IO_WORKERS;
+    const { runtime, plan } = planLoad(file, config, kernels, options);
     options.onPlan?.(plan);
     const arena = kernels.createArena();
     const staging = { arena, ptr: arena.alloc(STAGING_BYTES, 4096), bytes: STAGING_BYTES };
-    direct = new DirectFile(path);
+    direct = new DirectFile(file.paths);
     const total = bytesLoadedAtStart(file, config, plan.allResident);
     let loaded = 0;
     const onProgress = options.onProgress;

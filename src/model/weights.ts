@@ -38,7 +38,7 @@ export class WeightLoader {
       if (rows * rowBytes > capacity) {
         throw new Error(`weights: ${info.name} slice of ${rows * rowBytes} bytes exceeds the ${capacity}-byte staging area`);
       }
-      const src = this.file.read(arena, staging.ptr, info.offset + start, rows * rowBytes);
+      const src = this.file.read(arena, staging.ptr, info.part, info.offset + start, rows * rowBytes);
       this.onRead(rows * rowBytes);
       this.kernels.pack(arena, kind, type, rows, cols, src, dst, layout);
       return;
@@ -46,7 +46,7 @@ export class WeightLoader {
     const chunkRows = Math.max(CHUNK_ROW_MULTIPLE, Math.floor(capacity / rowBytes / CHUNK_ROW_MULTIPLE) * CHUNK_ROW_MULTIPLE);
     for (let r = 0; r < rows; r += chunkRows) {
       const count = Math.min(chunkRows, rows - r);
-      const src = this.file.read(arena, staging.ptr, info.offset + start + r * rowBytes, count * rowBytes);
+      const src = this.file.read(arena, staging.ptr, info.part, info.offset + start + r * rowBytes, count * rowBytes);
       this.onRead(count * rowBytes);
       const offset = this.kernels.packedBytes(kind, type, r, cols, layout);
       this.kernels.pack(arena, kind, type, count, cols, src, dst + offset, layout);
@@ -67,7 +67,7 @@ export class WeightLoader {
     const bytes = tensorByteLength(info);
     const ptr = arena.alloc(bytes);
     const staging = this.stagingIn(arena);
-    const src = this.file.read(arena, staging.ptr, info.offset, bytes);
+    const src = this.file.read(arena, staging.ptr, info.part, info.offset, bytes);
     this.onRead(bytes);
     arena.bytes.copyWithin(ptr, src, src + bytes);
     return ptr;

@@ -1,8 +1,10 @@
-import { GgmlType, GgufValue, ggmlRowBytes, ggmlTypeName } from "../gguf/types.js";
-import { GgufTensorSpec, gv, writeGguf } from "../gguf/writer.js";
+import { GgmlType, GgufValue, ggmlBlockSize, ggmlRowBytes, ggmlTypeName } from "../gguf/types.js";
+import { GgufTensorSpec, GgufWriteSpec, gv, writeGguf, writeGgufHeader, writeGgufSplit } from "../gguf/writer.js";
+import { PREDICTOR_TENSOR } from "../model/tensors.js";
 import { quantize } from "../quant/formats/index.js";
+import { layoutMetadata, layoutProblem, sizeLabel } from "./layouts.js";
 import { Random, hashString, normalQuantile } from "./random.js";
-import { ModelShape, SynthOptions } from "./presets.js";
+import { ModelShape, PredictorSpec, SynthOptions } from "./presets.js";
 import { buildVocab } from "./vocab.js";
 
 /**
@@ -19,6 +21,8 @@ const CONSTANT_CHANNEL_SHARE = 0.25;
 const NORM_JITTER = 0.05;
 const LOGIT_STD = 3;
 const ROWS_PER_CHUNK = 64;
+/** Values per chunk of a flat tensor: whole blocks of every type. */
+const FLAT_CHUNK = 1 << 16;
 
 interface Layout {
   B: number;
@@ -134,6 +138,38 @@ function transposedExperts(name: string, type: GgmlType, dims: number[], seed: n
   };
 }
 
+/**
+ * `count` values of normal noise in any dims, generated and encoded a chunk at a time: for
+ * PowerInfer's flat predictor, one "row" of millions of values.
+ */
+function flatTensor(name: string, type: GgmlType, dims: number[], count: number, seed: number, std: number): GgufTensorSpec {
+  return {
+    name,
+    dims,
+    type,
+    produce(emit) {
+      const rng = new Random(seed, hashString(name));
+      for (let start = 0; start < count; start += FLAT_CHUNK) {
+        const values = new Float32Array(Math.min(FLAT_CHUNK, count - start));
+        rng.fillNormal(values, std);
+        const bytes = new Uint8Array(ggmlRowBytes(type, values.length));
+        quantize(type, values, bytes);
+        emit(bytes);
+      }
+    },
+  };
+}
+
+/** PowerInfer's lm_head_profiler: r rows of `hidden` values, then `vocabulary` rows of r, stored flat. */
+function predictorTensor(spec: PredictorSpec, type: GgmlType, hidden: number, vocabulary: number, seed: number): GgufTensorSpec {
+  const count = spec.rank * (hidden + vocabulary);
+  if (!Number.isInteger(spec.rank) || spec.rank < 1) throw new Error(`synth: the predictor's rank must be a positive integer, got ${spec.rank}`);
+  if (count % ggmlBlockSize(type) !== 0) {
+    throw new Error(`synth: a predictor of rank ${spec.rank} holds ${spec.rank} × (${hidden} + ${vocabulary}) = ${count} values, not whole ${ggmlTypeName(type)} blocks of ${ggmlBlockSize(type)}: choose another rank`);
+  }
+  return flatTensor(PREDICTOR_TENSOR, type, spec.dims === 1 ? [count] : [count, 1], count, seed, 1 / Math.sqrt(hidden));
+}
+
 const FILE_TYPE: Partial<Record<GgmlType, number>> = {
   [GgmlType.F32]: 0,
   [GgmlType.F16]: 1,
@@ -143,7 +179,10 @@ const FILE_TYPE: Partial<Record<GgmlType, number>> = {
 };
 
 export interface SynthResult {
+  /** The file to open: the model, or its first part. */
   path: string;
+  /** Every file written, the first part first. */
+  paths: string[];
   vocabSize: number;
   hotExperts: number[][];
 }
@@ -163,6 +202,9 @@ export function synthesize(path: string, options: SynthOptions): SynthResult {
   const fileType = FILE_TYPE[type];
   if (fileType === undefined) throw new Error(`synth: unsupported weight type ${ggmlTypeName(type)} (use F32, F16, BF16, Q8_0 or Q4_0)`);
   validateShape(shape, type);
+  const layout = options.layout ?? "synthetic";
+  const problem = layoutProblem(layout, shape, options.predictor !== undefined);
+  if (problem) throw new Error(`synth: the ${layout} layout: ${problem}`);
   const vocab = buildVocab({ kind: shape.vocab });
   const d = shape.hidden;
   const qWidth = shape.heads * shape.headDim;
@@ -244,31 +286,9 @@ export function synthesize(path: string, options: SynthOptions): SynthResult {
   if (!shape.tiedOutput) {
     tensors.push(matrix("output.weight", type, [d, vocab.size], seed, (_, v, rng) => rng.fillNormal(v)));
   }
+  if (options.predictor) tensors.push(predictorTensor(options.predictor, type, d, vocab.size, seed));
 
-  const arch = "smallthinker";
-  const metadata: [string, GgufValue][] = [
-    ["general.architecture", gv.str(arch)],
-    ["general.type", gv.str("model")],
-    ["general.name", gv.str(options.name ?? "SmallThinker synthetic")],
-    ["general.description", gv.str("Synthetic SmallThinker-architecture model with seeded random weights: not a trained model, its text is meaningless.")],
-    ["general.file_type", gv.u32(fileType)],
-    ["general.quantization_version", gv.u32(2)],
-    [`${arch}.block_count`, gv.u32(shape.layers)],
-    [`${arch}.context_length`, gv.u32(shape.contextLength)],
-    [`${arch}.embedding_length`, gv.u32(d)],
-    [`${arch}.feed_forward_length`, gv.u32(ffn)],
-    [`${arch}.expert_feed_forward_length`, gv.u32(ffn)],
-    [`${arch}.expert_count`, gv.u32(E)],
-    [`${arch}.expert_used_count`, gv.u32(shape.expertsUsed)],
-    [`${arch}.attention.head_count`, gv.u32(shape.heads)],
-    [`${arch}.attention.head_count_kv`, gv.u32(shape.kvHeads)],
-    [`${arch}.attention.key_length`, gv.u32(shape.headDim)],
-    [`${arch}.attention.value_length`, gv.u32(shape.headDim)],
-    [`${arch}.attention.layer_norm_rms_epsilon`, gv.f32(shape.rmsEps)],
-    [`${arch}.rope.freq_base`, gv.f32(shape.ropeBase)],
-  ];
-  if (shape.gating !== "absent") metadata.push([`${arch}.expert_gating_func`, gv.u32(shape.gating === "softmax" ? 1 : 2)]);
-  if (shape.slidingWindow !== null) metadata.push([`${arch}.attention.sliding_window`, gv.u32(shape.slidingWindow)]);
+  const metadata: [string, GgufValue][] = layoutMetadata(layout, shape, { name: options.name ?? "SmallThinker synthetic", fileType, sizeLabel: sizeLabel(tensors) });
   metadata.push(["synth.seed", gv.u32(seed)]);
   if (options.routing) {
     metadata.push(["synth.routing.hot_fraction", gv.f32(options.routing.hotFraction)]);
@@ -278,8 +298,18 @@ export function synthesize(path: string, options: SynthOptions): SynthResult {
   if (options.sparsity !== null) metadata.push(["synth.sparsity", gv.f32(options.sparsity)]);
   metadata.push(...vocab.metadata);
 
-  writeGguf(path, { metadata, tensors });
-  return { path, vocabSize: vocab.size, hotExperts };
+  const paths = write(path, { metadata, tensors }, options);
+  return { path: paths[0]!, paths, vocabSize: vocab.size, hotExperts };
+}
+
+/** Writes the model whole or in parts, with its weights or only its header; returns the paths. */
+function write(path: string, spec: GgufWriteSpec, options: SynthOptions): string[] {
+  if (options.split !== undefined && options.split > 1) {
+    return writeGgufSplit(path.replace(/\.gguf$/, ""), spec, { parts: options.split, headerOnly: options.headerOnly });
+  }
+  if (options.headerOnly) writeGgufHeader(path, spec);
+  else writeGguf(path, spec);
+  return [path];
 }
 
 function validateShape(shape: ModelShape, type: GgmlType): void {
@@ -289,6 +319,9 @@ function validateShape(shape: ModelShape, type: GgmlType): void {
   if (shape.heads % shape.kvHeads !== 0) problems.push(`heads (${shape.heads}) must be a multiple of kvHeads (${shape.kvHeads})`);
   if (shape.expertsUsed > shape.experts) problems.push(`expertsUsed (${shape.expertsUsed}) exceeds experts (${shape.experts})`);
   if (shape.headDim % 2 !== 0) problems.push("headDim must be even (RoPE rotates pairs)");
+  if (shape.downLayout === "transposed" && shape.expertFfn === shape.hidden) {
+    problems.push("a transposed down matrix of square experts (expertFfn = hidden) looks like llama.cpp's, and readers would take it so");
+  }
   const block = type === GgmlType.Q4_0 || type === GgmlType.Q8_0 ? 32 : 1;
   for (const key of ["hidden", "expertFfn"] as const) {
     if (shape[key] % block !== 0) problems.push(`${key} (${shape[key]}) must be a multiple of ${block} for ${ggmlTypeName(type)}`);

@@ -1,4 +1,5 @@
 import { GgmlType } from "../gguf/types.js";
+import type { FileLayout } from "./layouts.js";
 
 /** The architecture hyper-parameters a SmallThinker GGUF carries. */
 export interface ModelShape {
@@ -78,7 +79,21 @@ export interface SynthOptions {
   routing: RoutingSkew | null;
   /** Target share of gate outputs ≤ 0 (ReGLU activation sparsity); null leaves it natural (≈ 0.5). */
   sparsity: number | null;
+  /** general.name (and, in the converters' layouts, general.finetune). */
   name?: string;
+  /** Whose keys and tensors the file imitates (default "synthetic"). */
+  layout?: FileLayout;
+  /** PowerInfer's LM-head predictor of this rank, stored flat as {N} (dims 1) or {N, 1} (dims 2). */
+  predictor?: PredictorSpec;
+  /** Write the model in this many parts, as llama-gguf-split does (PATH-00001-of-0000N.gguf, …). */
+  split?: number;
+  /** Write only the header (metadata and tensor list): enough to describe the model and plan its memory. */
+  headerOnly?: boolean;
+}
+
+export interface PredictorSpec {
+  rank: number;
+  dims: 1 | 2;
 }
 
 /** Routing and sparsity as the SmallThinker paper reports them (§5.2–5.3). */

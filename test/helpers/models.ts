@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { GgmlType, ggmlTypeName } from "../../src/gguf/types.js";
-import { PRESETS, RoutingSkew, ModelShape } from "../../src/synth/presets.js";
+import { PRESETS, RoutingSkew, ModelShape, SynthOptions } from "../../src/synth/presets.js";
+import { splitSuffix } from "../../src/gguf/split.js";
 import { synthesize } from "../../src/synth/generate.js";
 import { GgufFile } from "../../src/gguf/reader.js";
 import { quantizeWithLlama } from "../../src/bench/llama-direct.js";
@@ -17,6 +18,8 @@ export interface TestModelSpec {
   shape?: Partial<ModelShape>;
   routing?: RoutingSkew | null;
   sparsity?: number | null;
+  /** The generator's file options (layout, predictor, split, header only, name). */
+  file?: Pick<SynthOptions, "layout" | "predictor" | "split" | "headerOnly" | "name">;
 }
 
 /** A synthetic model for tests, generated once into .cache/test-models and reused. */
@@ -26,18 +29,23 @@ export function testModel(spec: TestModelSpec): string {
   const overrides = spec.shape ? Object.entries(spec.shape).map(([k, v]) => `${k}=${v}`).join(",") : "";
   const skew = spec.routing ? `skew${spec.routing.hotFraction}-${spec.routing.hotFrequency}` : "";
   const sparsity = spec.sparsity != null ? `sp${spec.sparsity}` : "";
-  const name = [spec.preset, ggmlTypeName(type), `s${seed}`, overrides, skew, sparsity].filter(Boolean).join("-");
-  const path = join(TEST_CACHE, `${name.replace(/[^A-Za-z0-9_.=,-]/g, "_")}.gguf`);
+  const file = spec.file ? Object.entries(spec.file).map(([k, v]) => `${k}=${typeof v === "object" ? Object.values(v).join("x") : v}`).join(",") : "";
+  const name = [spec.preset, ggmlTypeName(type), `s${seed}`, overrides, skew, sparsity, file].filter(Boolean).join("-");
+  const written = join(TEST_CACHE, `${name.replace(/[^A-Za-z0-9_.=,-]/g, "_")}.gguf`);
+  const split = spec.file?.split ?? 1;
+  // A split model is opened from its first part.
+  const path = split > 1 ? written.replace(/\.gguf$/, splitSuffix(0, split)) : written;
   if (!existsSync(path)) {
     mkdirSync(TEST_CACHE, { recursive: true });
     const base = PRESETS[spec.preset];
     if (!base) throw new Error(`unknown preset ${spec.preset}`);
-    synthesize(path, {
+    synthesize(written, {
       shape: { ...base, ...spec.shape },
       type,
       seed,
       routing: spec.routing ?? null,
       sparsity: spec.sparsity ?? null,
+      ...spec.file,
     });
   }
   return path;

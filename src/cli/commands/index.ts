@@ -1,5 +1,6 @@
 import { BENCH_HELP, BENCH_OPTIONS, benchCommand } from "./bench.js";
 import { CHAT_HELP, CHAT_OPTIONS, chatCommand } from "./chat.js";
+import { INFO_HELP, INFO_OPTIONS, infoCommand } from "./info.js";
 import { LOGITS_HELP, LOGITS_OPTIONS, logitsCommand } from "./logits.js";
 import { MODELS_HELP, MODELS_OPTIONS, modelsCommand } from "./models.js";
 import { PULL_HELP, PULL_OPTIONS, pullCommand } from "./pull.js";
@@ -23,6 +24,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   serve: { run: serveCommand, help: SERVE_HELP },
   pull: { run: pullCommand, help: PULL_HELP, options: PULL_OPTIONS },
   models: { run: modelsCommand, help: MODELS_HELP, options: MODELS_OPTIONS },
+  info: { run: infoCommand, help: INFO_HELP, options: INFO_OPTIONS },
   bench: { run: benchCommand, help: BENCH_HELP, options: BENCH_OPTIONS },
   logits: { run: logitsCommand, help: LOGITS_HELP, options: LOGITS_OPTIONS },
   stats: { run: statsCommand, help: STATS_HELP, options: STATS_OPTIONS },
@@ -39,6 +41,7 @@ Commands:
   serve     OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions)
   pull      download a model from the Hugging Face hub (-m hf:OWNER/NAME[:QUANT] does it too)
   models    list the models in the Hugging Face cache
+  info      describe a GGUF model: metadata, tensors, configuration, memory plan, whether it runs
   bench     measure speed and memory beside llama.cpp on the same model
   logits    write every position's logits to a file, for comparing engines
   stats     measure routing skew and ReGLU sparsity

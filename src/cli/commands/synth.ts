@@ -1,6 +1,7 @@
 import { GgmlType } from "../../gguf/types.js";
-import { ModelShape, PAPER_SKEW, PAPER_SPARSITY, PRESETS, RoutingSkew, presetNames } from "../../synth/presets.js";
+import { ModelShape, PAPER_SKEW, PAPER_SPARSITY, PRESETS, PredictorSpec, RoutingSkew, presetNames } from "../../synth/presets.js";
 import { synthesize } from "../../synth/generate.js";
+import { FILE_LAYOUTS, FileLayout } from "../../synth/layouts.js";
 import { UsageError, formatBytes, parseCommand, parseInteger, parseNumber } from "../args.js";
 import { statSync } from "node:fs";
 
@@ -15,6 +16,21 @@ Writes a SmallThinker-architecture GGUF with seeded random weights (not a traine
   --skew S              routing skew: "none", "paper" (${PAPER_SKEW.hotFraction * 100}% hot experts chosen with
                         frequency ${PAPER_SKEW.hotFrequency}), or "HOT_FRACTION,FREQUENCY" (default none)
   --sparsity S          share of gate outputs <= 0: "none" (natural, ~0.5), "paper" (${PAPER_SPARSITY}), or a number
+File layout:
+  --layout L            whose files to imitate: synthetic (this generator's keys, the default),
+                        llama.cpp (its converter and quantizer: expert_gating_func always written,
+                        ffn_down_exps {ffn, hidden, E}) or powerinfer (PowerInfer's converter: no
+                        expert_gating_func for sigmoid routing; by default the head tied and
+                        ffn_down_exps transposed, as in its published files, unless the experts
+                        are square: their orientation could not be told from their shape)
+  --name NAME           general.name (and general.finetune in the llama.cpp and powerinfer layouts;
+                        default 4b_v7 there for the 4b preset, as the published 4B files say)
+  --profiler RANK       add PowerInfer's LM-head predictor lm_head_profiler.weight of this rank
+                        (RANK × (hidden + vocabulary) values, stored flat); the engine ignores it
+  --profiler-dims 1|2   store it as {N} (default) or {N, 1}
+  --split N             write N files as llama-gguf-split does (OUT-00001-of-0000N.gguf, …)
+  --header-only         write only the header (metadata and tensor list, no weights): enough for
+                        "smallthinker info" and the memory plan of a model too large to generate
 Shape overrides (default from the preset):
   --layers --hidden --heads --kv-heads --head-dim --experts --experts-used --expert-ffn --context N
   --rope-base X  --rms-eps X  --window N|none  --gating sigmoid|softmax|absent  --tied | --untied
@@ -46,7 +62,8 @@ export const SYNTH_OPTIONS = {
   "head-dim": { type: "string" }, experts: { type: "string" }, "experts-used": { type: "string" }, "expert-ffn": { type: "string" },
   context: { type: "string" }, "rope-base": { type: "string" }, "rms-eps": { type: "string" }, window: { type: "string" },
   gating: { type: "string" }, tied: { type: "boolean" }, untied: { type: "boolean" }, "down-layout": { type: "string" },
-  vocab: { type: "string" }, help: { type: "boolean", short: "h" },
+  vocab: { type: "string" }, layout: { type: "string" }, name: { type: "string" }, profiler: { type: "string" },
+  "profiler-dims": { type: "string" }, split: { type: "string" }, "header-only": { type: "boolean" }, help: { type: "boolean", short: "h" },
   } as const;
 
 export async function synthCommand(argv: string[]): Promise<void> {
@@ -63,7 +80,10 @@ export async function synthCommand(argv: string[]): Promise<void> {
   const type = TYPES[typeName];
   if (type === undefined) throw new UsageError(`--type: unknown "${values.type}" (known: ${Object.keys(TYPES).join(", ")})`);
   const int = (key: string) => parseInteger(values[key as keyof typeof values] as string | undefined, `--${key}`, 1);
-  const shape: ModelShape = { ...preset };
+  const layout = (values.layout ?? "synthetic") as FileLayout;
+  if (!FILE_LAYOUTS.includes(layout)) throw new UsageError(`--layout: expected ${FILE_LAYOUTS.join(", ")}, got "${values.layout}"`);
+  // PowerInfer's published files tie the head to the embeddings (their down matrices: see below).
+  const shape: ModelShape = layout === "powerinfer" ? { ...preset, tiedOutput: true } : { ...preset };
   const overrides: [keyof ModelShape, string][] = [
     ["layers", "layers"], ["hidden", "hidden"], ["heads", "heads"], ["kvHeads", "kv-heads"], ["headDim", "head-dim"],
     ["experts", "experts"], ["expertsUsed", "experts-used"], ["expertFfn", "expert-ffn"], ["contextLength", "context"],
@@ -87,17 +107,35 @@ export async function synthCommand(argv: string[]): Promise<void> {
   if (values["down-layout"] !== undefined) {
     if (!["upstream", "transposed"].includes(values["down-layout"])) throw new UsageError(`--down-layout: expected upstream or transposed`);
     shape.downLayout = values["down-layout"] as ModelShape["downLayout"];
+  } else if (layout === "powerinfer" && shape.expertFfn !== shape.hidden) {
+    // As PowerInfer's published files (--transpose-down all); square experts would not show it.
+    shape.downLayout = "transposed";
   }
   if (values.vocab !== undefined) shape.vocab = values.vocab === "qwen2" ? "qwen2" : parseInteger(values.vocab, "--vocab", 0, 151387)!;
   const seed = parseInteger(values.seed, "--seed", 0, 2 ** 32 - 1) ?? 1;
   const routing = parseSkew(values.skew);
   const sparsity = parseSparsity(values.sparsity);
+  const predictor = parsePredictor(values.profiler, values["profiler-dims"]);
+  const split = parseInteger(values.split, "--split", 1, 0xffff);
+  const name = values.name ?? (layout === "synthetic" ? `SmallThinker synthetic (${presetName})` : presetName === "4b" ? "4b_v7" : presetName);
   const started = Date.now();
+  let paths: string[];
   try {
-    synthesize(values.out, { shape, type, seed, routing, sparsity, name: `SmallThinker synthetic (${presetName})` });
+    paths = synthesize(values.out, { shape, type, seed, routing, sparsity, name, layout, predictor, split, headerOnly: values["header-only"] }).paths;
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const size = statSync(values.out).size;
-  console.log(`wrote ${values.out}: ${formatBytes(size)}, ${typeName}, random weights (seed ${seed}), ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const size = paths.reduce((sum, path) => sum + statSync(path).size, 0);
+  const what = values["header-only"] ? "header only, no weights" : `random weights (seed ${seed})`;
+  const files = paths.length === 1 ? paths[0] : `${paths[0]} and ${paths.length - 1} more part${paths.length > 2 ? "s" : ""}`;
+  console.log(`wrote ${files}: ${formatBytes(size)}, ${typeName}, ${layout} layout, ${what}, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+function parsePredictor(rank: string | undefined, dims: string | undefined): PredictorSpec | undefined {
+  if (rank === undefined) {
+    if (dims !== undefined) throw new UsageError("--profiler-dims needs --profiler RANK");
+    return undefined;
+  }
+  if (dims !== undefined && dims !== "1" && dims !== "2") throw new UsageError(`--profiler-dims: expected 1 or 2, got "${dims}"`);
+  return { rank: parseInteger(rank, "--profiler", 1, 1 << 16)!, dims: dims === "2" ? 2 : 1 };
 }

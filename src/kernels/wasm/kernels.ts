@@ -35,6 +35,7 @@ import {
   partialBytes,
   partialsArea,
   reservedBytes,
+  supportsType,
   threadScratch,
 } from "./layout.js";
 import { ArenaInstances, WorkerPool } from "./pool.js";
@@ -138,6 +139,10 @@ export class WasmKernels implements Kernels {
   private own(arena: Arena): number {
     if (!this.arenas.has(arena)) throw new Error(`wasm kernels: arena ${arena.index} was not created by these kernels`);
     return arena.index;
+  }
+
+  supports(type: GgmlType): boolean {
+    return supportsType(type);
   }
 
   packedBytes(kind: WeightKind, type: GgmlType, rows: number, cols: number, layout?: DownLayout): number {

@@ -82,8 +82,12 @@ export function isBlock(type: GgmlType): boolean {
   return BLOCK_TYPES.has(type);
 }
 
+export function supportsType(type: GgmlType): boolean {
+  return isQuant(type) || isBlock(type) || FLOAT_TYPES.has(type);
+}
+
 export function checkType(type: GgmlType, cols: number): void {
-  if (!isQuant(type) && !isBlock(type) && !FLOAT_TYPES.has(type)) throw new Error(`wasm kernels: no kernels for ${ggmlTypeName(type)}`);
+  if (!supportsType(type)) throw new Error(`wasm kernels: no kernels for ${ggmlTypeName(type)}`);
   const blockSize = ggmlBlockSize(type);
   if (cols % blockSize !== 0) throw new Error(`wasm kernels: ${ggmlTypeName(type)} rows of ${cols} values are not whole ${blockSize}-value blocks`);
 }
