@@ -242,7 +242,7 @@ describe("CLI", { concurrency: 4 }, () => {
       assert.equal(run.stdout, `${PROMPT}${expectedText.text}\n`);
       assert.equal(chatRun.code, 0, chatRun.stderr);
       const expectedChat = await chat(option.library);
-      assert.equal(chatRun.stdout, `> ${expectedChat.text}\n> `);
+      assert.equal(chatRun.stdout, `${expectedChat.text}\n`);
       if (option.name !== "base") {
         assert.notEqual(expectedText.text, (await text(BASE.library)).text, `${option.name} changed nothing`);
         assert.notEqual(expectedChat.text, (await chat(BASE.library)).text, `${option.name} changed nothing in chat`);
@@ -266,6 +266,6 @@ describe("CLI", { concurrency: 4 }, () => {
     assert.equal(stopped.stdout, `${PROMPT}${expectedStop.text}\n`, stopped.stderr);
     const expectedChat = await chat({ ...BASE.library, maxTokens: 4 });
     assert.equal(expectedChat.completionTokens, 4);
-    assert.equal(chatStopped.stdout, `> ${expectedChat.text}\n> `, chatStopped.stderr);
+    assert.equal(chatStopped.stdout, `${expectedChat.text}\n`, chatStopped.stderr);
   });
 });

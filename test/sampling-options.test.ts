@@ -12,7 +12,7 @@ test("undefined options take the defaults (the CLI passes every flag, most of th
   const resolved = resolveSamplingOptions({ ...undefinedOptions, seed: 9 });
   assert.deepEqual(resolved, { ...DEFAULT_SAMPLING_OPTIONS, seed: 9 });
   assert.deepEqual(DEFAULT_SAMPLING_OPTIONS, {
-    temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, repeatLastN: 64, presencePenalty: 0, frequencyPenalty: 0,
+    temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, repeatLastN: 64, presencePenalty: 0, frequencyPenalty: 0, typicalP: 1, minKeep: 0,
   });
 });
 

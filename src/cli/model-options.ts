@@ -63,6 +63,8 @@ export const SAMPLING_OPTIONS = {
   "top-k": { type: "string" },
   "top-p": { type: "string" },
   "min-p": { type: "string" },
+  "typical-p": { type: "string" },
+  "min-keep": { type: "string" },
   "repeat-penalty": { type: "string" },
   "repeat-last-n": { type: "string" },
   "presence-penalty": { type: "string" },
@@ -77,6 +79,8 @@ export const SAMPLING_HELP = `Sampling options:
   --temp X              temperature (default 0.8; 0 = greedy)
   --top-k N             (default 40; 0 = off)      --top-p X   (default 0.95; 1 = off)
   --min-p X             (default 0.05; 0 = off)    -s, --seed N (default random)
+  --typical-p X         locally typical sampling (default 1 = off)
+  --min-keep N          tokens the filters keep at least (default 0)
   --repeat-penalty X    (default 1 = off)          --repeat-last-n N (default 64)
   --presence-penalty X  (default 0)                --frequency-penalty X (default 0)
   --stop TEXT           stop before TEXT (repeatable)`;
@@ -89,6 +93,8 @@ export function samplingOptions(values: SamplingValues): SamplingOptions & { max
     topK: parseInteger(values["top-k"], "--top-k", 0),
     topP: parseNumber(values["top-p"], "--top-p", Number.MIN_VALUE, 1),
     minP: parseNumber(values["min-p"], "--min-p", 0, 1),
+    typicalP: parseNumber(values["typical-p"], "--typical-p", Number.MIN_VALUE, 1),
+    minKeep: parseInteger(values["min-keep"], "--min-keep", 0),
     repeatPenalty: parseNumber(values["repeat-penalty"], "--repeat-penalty", 0.01, 100),
     repeatLastN: parseInteger(values["repeat-last-n"], "--repeat-last-n", -1),
     presencePenalty: parseNumber(values["presence-penalty"], "--presence-penalty", -2, 2),

@@ -50,6 +50,12 @@ const PENALIZED: Spelling = {
   cli: [...BASE.cli, "--repeat-penalty", "1.8"],
 };
 
+const TOP1: Spelling = {
+  library: { ...BASE.library, topK: 1 },
+  api: { ...BASE.api, top_k: 1 },
+  cli: [...BASE.cli, "--top-k", "1"],
+};
+
 /**
  * Each sampling option at a value where it changes the tokens (a later flag or field overrides the
  * base's). The last value in `cli` wins, as util.parseArgs keeps the last of a repeated flag.
@@ -65,6 +71,9 @@ export const OPTION_CASES: OptionCase[] = [
   variant("presencePenalty", { presencePenalty: 2 }, { presence_penalty: 2 }, ["--presence-penalty", "2"]),
   variant("frequencyPenalty", { frequencyPenalty: 2 }, { frequency_penalty: 2 }, ["--frequency-penalty", "2"]),
   variant("seed", { seed: 12 }, { seed: 12 }, ["--seed", "12"]),
+  variant("typicalP", { typicalP: 0.3 }, { typical_p: 0.3 }, ["--typical-p", "0.3"]),
+  // against a base whose filter keeps a single token: min-keep widens it again
+  variant("minKeep", { minKeep: 20 }, { min_keep: 20 }, ["--min-keep", "20"], TOP1),
 ];
 
 /**
