@@ -1,12 +1,17 @@
 import { loadModel } from "../engine/model.js";
+import { DEFAULT_SAMPLING_OPTIONS } from "../sampling/index.js";
 import { measureReadBandwidth } from "./bandwidth.js";
 import { BandwidthJob, BenchJob, EngineMeasurement, benchPrompt } from "./measure.js";
 
 /**
  * Runs one benchmark job in its own process (so peak memory is the engine's alone) and prints the
- * measurement as one JSON line. Both engines do the same work: evaluate a prompt, then generate
- * tokens one at a time, greedily.
+ * measurement as one JSON line. Both engines do what a user's request does: evaluate a prompt, then
+ * generate tokens one at a time with `run`'s default sampling (seeded), ours through the library's
+ * `generate` (scheduler, sampler, detokenizer, streamed text), llama.cpp's through node-llama-cpp's
+ * sequence evaluation with its sampler.
  */
+const SAMPLING = { ...DEFAULT_SAMPLING_OPTIONS, seed: 1 };
+
 async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
   const started = performance.now();
   const model = await loadModel(job.model, { threads: job.threads, contextSize: job.contextSize, memory: job.memory, policy: job.policy, lookahead: job.lookahead });
@@ -16,24 +21,22 @@ async function runOurs(job: BenchJob): Promise<EngineMeasurement> {
   const engine = model.engine;
   const counters = engine.experts.counters;
   const decodeTotals = { hits: 0, misses: 0, bytesRead: 0, stallMs: 0, predictedReads: 0, predictedUsed: 0, tokens: 0, active: 0, evaluated: 0 };
-  const argmax = (logits: Float32Array) => {
-    let best = 0;
-    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-    return best;
+  const stream = async (prompt: number[], maxTokens: number) => {
+    const generation = model.generate(prompt, { ...SAMPLING, maxTokens, ignoreEos: true });
+    for await (const piece of generation) void piece;
+    return generation.result;
   };
   for (let rep = 0; rep < job.reps; rep++) {
-    engine.kv.truncate(0);
     const prompt = benchPrompt(job.promptTokens, job.vocab, rep);
-    let logits: Float32Array = new Float32Array(0);
-    const keep = (_: number, row: Float32Array) => (logits = row);
-    let t = performance.now();
-    engine.forward(prompt, { logits: "last", onLogits: keep });
-    prefill.push((job.promptTokens / (performance.now() - t)) * 1000);
+    // the prompt, and its first token; then the rest continues from the KV cache, as a chat's next
+    // turn does, so decode's counters and time are its own
+    const first = await stream(prompt, 1);
+    prefill.push((job.promptTokens / first.timings.promptMs) * 1000);
     const before = { ...counters };
     const activeBefore = { active: engine.stats.gateActive, total: engine.stats.gateTotal };
-    t = performance.now();
-    for (let i = 0; i < job.genTokens; i++) engine.forward([argmax(logits)], { logits: "last", onLogits: keep });
-    decode.push((job.genTokens / (performance.now() - t)) * 1000);
+    const rest = await stream([...prompt, ...first.tokens], job.genTokens);
+    if (rest.cachedPromptTokens !== job.promptTokens) throw new Error(`decode re-evaluated its prompt (${rest.cachedPromptTokens} of ${job.promptTokens + 1} tokens cached)`);
+    decode.push((rest.completionTokens / rest.timings.generateMs) * 1000);
     decodeTotals.hits += counters.hits - before.hits;
     decodeTotals.misses += counters.misses - before.misses;
     decodeTotals.bytesRead += counters.bytesRead - before.bytesRead;
@@ -79,7 +82,7 @@ async function runLlama(job: BenchJob): Promise<EngineMeasurement> {
     prefill.push(((job.promptTokens - 1) / (performance.now() - t)) * 1000);
     t = performance.now();
     let generated = 0;
-    for await (const token of sequence.evaluate(prompt.slice(-1), { temperature: 0 })) {
+    for await (const token of sequence.evaluate(prompt.slice(-1), { temperature: SAMPLING.temperature, topK: SAMPLING.topK, topP: SAMPLING.topP, minP: SAMPLING.minP, seed: SAMPLING.seed })) {
       void token;
       if (++generated >= job.genTokens) break;
     }

@@ -197,7 +197,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     }
     const title =
       `model ${model} (${formatBytes(header.fileSize)}${header.synthetic ? ", RANDOM WEIGHTS (synthetic)" : ""}); ` +
-      `prefill of ${promptTokens} tokens, then ${genTokens} tokens decoded greedily; ${reps} repetitions`;
+      `prefill of ${promptTokens} tokens, then ${genTokens} tokens sampled with run's defaults (seed 1) and streamed; ${reps} repetitions`;
     console.log(formatBench(results, title, header.fileSize));
     console.log(`\n${formatRoofline(results, bandwidth, header, promptTokens + Math.ceil(genTokens / 2))}`);
     ratios.push(...ratiosOf(model, results));
